@@ -1,0 +1,193 @@
+"""One joint replay buffer for all agents (the same index is the same time step for everyone).
+
+Stores per transition: the full state s and s', every agent's (padded) observation o_i and o'_i,
+actions a_i, rewards r_i, the termination flag (never truncation: the TD target bootstraps
+through a time limit) and, optionally, the teacher's mean action mu(s) at collection time.
+Besides uniform sampling it gives the most recent n transitions and the whole content in
+chronological order, oldest first, also after the ring has wrapped around.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from common.utils import UsageError, atomic_write
+
+FORMAT_VERSION = 1
+
+
+class Batch(NamedTuple):
+    states: torch.Tensor  # (B, state_dim)
+    obs: torch.Tensor  # (B, num_agents, obs_width)
+    actions: torch.Tensor  # (B, num_agents, 2)
+    rewards: torch.Tensor  # (B, num_agents)
+    terminations: torch.Tensor  # (B,)
+    next_states: torch.Tensor  # (B, state_dim)
+    next_obs: torch.Tensor  # (B, num_agents, obs_width)
+    teacher_actions: torch.Tensor | None  # (B, num_agents, 2), mu(s) at collection time
+    env_steps: torch.Tensor  # (B,) global env step at which each transition was collected
+
+
+class ReplayBuffer:
+    def __init__(
+        self,
+        capacity: int,
+        num_agents: int,
+        obs_width: int,
+        state_dim: int,
+        action_dim: int = 2,
+        with_teacher: bool = False,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ):
+        if capacity <= 0:
+            raise UsageError(f"buffer capacity must be positive, got {capacity}")
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        self.data = {
+            "states": np.zeros((capacity, state_dim), dtype=np.float32),
+            "obs": np.zeros((capacity, num_agents, obs_width), dtype=np.float32),
+            "actions": np.zeros((capacity, num_agents, action_dim), dtype=np.float32),
+            "rewards": np.zeros((capacity, num_agents), dtype=np.float32),
+            "terminations": np.zeros(capacity, dtype=np.float32),
+            "next_states": np.zeros((capacity, state_dim), dtype=np.float32),
+            "next_obs": np.zeros((capacity, num_agents, obs_width), dtype=np.float32),
+        }
+        if with_teacher:
+            self.data["teacher_actions"] = np.zeros((capacity, num_agents, action_dim), dtype=np.float32)
+        self.pos = 0  # where the next transition goes
+        self.size = 0
+        self.num_added = 0  # transitions ever added; the newest was collected at env step num_added - 1
+
+    @property
+    def with_teacher(self) -> bool:
+        return "teacher_actions" in self.data
+
+    def add(self, state, obs, actions, rewards, terminated, next_state, next_obs, teacher_actions=None):
+        d, i = self.data, self.pos
+        d["states"][i] = state
+        d["obs"][i] = obs
+        d["actions"][i] = actions
+        d["rewards"][i] = rewards
+        d["terminations"][i] = terminated
+        d["next_states"][i] = next_state
+        d["next_obs"][i] = next_obs
+        if self.with_teacher:
+            if teacher_actions is None:
+                raise ValueError("this buffer stores teacher actions: pass teacher_actions")
+            d["teacher_actions"][i] = teacher_actions
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+        self.num_added += 1
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chronological_indices(self) -> np.ndarray:
+        """Storage indices of every stored transition, oldest first."""
+        oldest = self.pos if self.size == self.capacity else 0
+        return (oldest + np.arange(self.size)) % self.capacity
+
+    def _env_steps(self, idx: np.ndarray) -> np.ndarray:
+        # the transition at storage index i was the (num_added - age)-th added
+        age = (self.pos - idx - 1) % self.capacity + 1
+        return self.num_added - age
+
+    def get(self, idx: np.ndarray) -> Batch:
+        def tensor(name):
+            return torch.from_numpy(self.data[name][idx]).to(self.device)
+
+        return Batch(
+            states=tensor("states"),
+            obs=tensor("obs"),
+            actions=tensor("actions"),
+            rewards=tensor("rewards"),
+            terminations=tensor("terminations"),
+            next_states=tensor("next_states"),
+            next_obs=tensor("next_obs"),
+            teacher_actions=tensor("teacher_actions") if self.with_teacher else None,
+            env_steps=torch.from_numpy(self._env_steps(idx)).to(self.device),
+        )
+
+    def sample(self, batch_size: int) -> Batch:
+        """Uniform sample with replacement."""
+        return self.get(self.rng.integers(0, self.size, size=batch_size))
+
+    def latest(self, n: int) -> Batch:
+        """The n most recent transitions, oldest first."""
+        n = min(n, self.size)
+        return self.get((self.pos - n + np.arange(n)) % self.capacity)
+
+    def iter_chronological(self, batch_size: int) -> Iterator[Batch]:
+        """Every stored transition once, in consecutive batches, oldest first."""
+        order = self.chronological_indices()
+        for start in range(0, len(order), batch_size):
+            yield self.get(order[start : start + batch_size])
+
+    def save(self, path: str | os.PathLike, env_id: str) -> None:
+        """Write the content, oldest first, to an .npz file, atomically."""
+        order = self.chronological_indices()
+        arrays = {name: array[order] for name, array in self.data.items()}
+        arrays["meta_version"] = np.array(FORMAT_VERSION)
+        arrays["meta_env_id"] = np.array(env_id)
+        arrays["meta_num_added"] = np.array(self.num_added)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        env_id: str,
+        num_agents: int,
+        obs_width: int,
+        state_dim: int,
+        capacity: int | None = None,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ) -> ReplayBuffer:
+        """Read a buffer written by `save`; refuses files that do not fit the environment."""
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"replay buffer {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {name: f[name] for name in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise UsageError(f"replay buffer {path} is not readable: {err}") from err
+        if int(arrays.get("meta_version", -1)) != FORMAT_VERSION:
+            raise UsageError(f"replay buffer {path} is not a buffer of this project (format version)")
+        saved_env = str(arrays["meta_env_id"])
+        if saved_env != env_id:
+            raise UsageError(f"replay buffer {path} was collected on {saved_env}, not {env_id}")
+        expected = {
+            "states": (state_dim,),
+            "obs": (num_agents, obs_width),
+            "next_states": (state_dim,),
+            "next_obs": (num_agents, obs_width),
+            "actions": (num_agents, 2),
+            "rewards": (num_agents,),
+            "terminations": (),
+        }
+        size = len(arrays.get("states", ()))
+        for name, shape in expected.items():
+            if name not in arrays or arrays[name].shape != (size, *shape):
+                got = arrays[name].shape if name in arrays else "missing"
+                raise UsageError(f"replay buffer {path}: {name} has shape {got}, expected {(size, *shape)}")
+        with_teacher = "teacher_actions" in arrays
+        buffer = cls(capacity or max(size, 1), num_agents, obs_width, state_dim, 2, with_teacher, device, seed)
+        if size > buffer.capacity:
+            raise UsageError(f"replay buffer {path} holds {size} transitions, more than capacity {buffer.capacity}")
+        for name in buffer.data:
+            buffer.data[name][:size] = arrays[name]
+        buffer.size = size
+        buffer.pos = size % buffer.capacity
+        buffer.num_added = int(arrays["meta_num_added"])
+        return buffer

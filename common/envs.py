@@ -1,0 +1,189 @@
+"""The MPE environment layer: 25-step multi-agent particle environments from `mpe2`.
+
+Every algorithm script talks to the environments through `MPEEnv`:
+
+- a 2-D force in [-1, 1]^2 per learning agent goes in; it is mapped to mpe2's continuous
+  action Box(0, 1, (5,)) as float32 `[0, relu(-fx), relu(fx), relu(-fy), relu(fy)]`
+  (mpe2 moves an agent by u_x = a[2] - a[1], u_y = a[4] - a[3]);
+- observations come out zero-padded to one width, as a float32 array (num_agents, obs_width),
+  so per-agent networks can be evaluated in one batched call; `obs_dims[i]` is agent i's
+  true observation size;
+- the full state is `env.state()` of mpe2: every agent's observation concatenated in
+  `possible_agents` order, scripted opponents included;
+- termination and truncation are reported separately; MPE episodes end by truncation only.
+
+The layer drives the scenario's world directly instead of going through PettingZoo's parallel
+wrapper: the same mpe2 code moves the world and computes rewards, at about twice the speed.
+`tests/test_envs.py` checks step-for-step equality with `mpe2.<env>.parallel_env`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpe2 import simple_adversary_v3, simple_push_v3, simple_spread_v3, simple_tag_v3
+
+from common.utils import UsageError
+
+ENV_MODULES = {
+    "simple_push": simple_push_v3,
+    "simple_tag": simple_tag_v3,
+    "simple_spread": simple_spread_v3,
+    "simple_adversary": simple_adversary_v3,
+}
+SUPPORTED_ENV_IDS = tuple(ENV_MODULES)
+OPPONENT_MODES = ("learn", "scripted")
+EPISODE_LENGTH = 25
+ACTION_DIM = 2
+TEAMS = ("adversaries", "good")
+
+
+def check_env_id(env_id: str) -> None:
+    if env_id not in ENV_MODULES:
+        raise UsageError(f"unknown env id {env_id!r}; supported: {', '.join(SUPPORTED_ENV_IDS)}")
+
+
+def force_to_mpe_action(forces: np.ndarray) -> np.ndarray:
+    """Map forces (n, 2) in [-1, 1] to mpe2 actions (n, 5) in [0, 1], float32."""
+    f = np.clip(forces, -1.0, 1.0).astype(np.float32)
+    actions = np.zeros((len(f), 5), dtype=np.float32)
+    actions[:, 1] = np.maximum(-f[:, 0], 0.0)
+    actions[:, 2] = np.maximum(f[:, 0], 0.0)
+    actions[:, 3] = np.maximum(-f[:, 1], 0.0)
+    actions[:, 4] = np.maximum(f[:, 1], 0.0)
+    return actions
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-8)
+
+
+def scripted_prey_force(world, prey) -> np.ndarray:
+    """simple_tag prey: run from the nearest predator, turning back before the arena's edge."""
+    predators = [a for a in world.agents if a.adversary]
+    nearest = min(predators, key=lambda p: np.linalg.norm(p.state.p_pos - prey.state.p_pos))
+    flee = _unit(prey.state.p_pos - nearest.state.p_pos)
+    # the bound penalty starts at |x| = 0.9; pull back to the centre from 0.6 on
+    radius = float(np.linalg.norm(prey.state.p_pos))
+    home = -_unit(prey.state.p_pos) * np.clip((radius - 0.6) / 0.3, 0.0, 2.0)
+    return np.clip(flee + home, -1.0, 1.0)
+
+
+def scripted_push_adversary_force(world, adversary) -> np.ndarray:
+    """simple_push adversary: stand between the goal landmark and the good agent, near the goal,
+    so the good agent has to go through it (and is pushed away) to reach the goal."""
+    goal = adversary.goal_a.state.p_pos
+    good = next(a for a in world.agents if not a.adversary)
+    offset = good.state.p_pos - goal
+    guard_point = goal + _unit(offset) * min(float(np.linalg.norm(offset)), 0.15)
+    return np.clip(3.0 * (guard_point - adversary.state.p_pos), -1.0, 1.0)
+
+
+SCRIPTED_OPPONENTS = {
+    "simple_tag": scripted_prey_force,
+    "simple_push": scripted_push_adversary_force,
+}
+
+
+class MPEEnv:
+    """One MPE environment with the action convention and bookkeeping all scripts share."""
+
+    def __init__(self, env_id: str, opponents: str = "learn", render_mode: str | None = None):
+        check_env_id(env_id)
+        if opponents not in OPPONENT_MODES:
+            raise UsageError(f"unknown opponents {opponents!r}; choose from {', '.join(OPPONENT_MODES)}")
+        if opponents == "scripted" and env_id not in SCRIPTED_OPPONENTS:
+            raise UsageError(
+                f"--opponents scripted needs one of {', '.join(SCRIPTED_OPPONENTS)}; {env_id} has no scripted team"
+            )
+        self.env_id = env_id
+        self.opponents = opponents
+        self._raw = ENV_MODULES[env_id].raw_env(
+            continuous_actions=True, max_cycles=EPISODE_LENGTH, render_mode=render_mode
+        )
+        world = self._raw.world
+        self.possible_agents = list(self._raw.possible_agents)
+        is_adversary = [bool(getattr(a, "adversary", False)) for a in world.agents]
+        # the scripted team: simple_tag's prey (good agents), simple_push's adversary
+        scripted_team = {"simple_tag": False, "simple_push": True}.get(env_id)
+        self._scripted = [opponents == "scripted" and adv == scripted_team for adv in is_adversary]
+        self._learner_index = [i for i, s in enumerate(self._scripted) if not s]
+        self._scripted_index = [i for i, s in enumerate(self._scripted) if s]
+        self.agents = [self.possible_agents[i] for i in self._learner_index]
+        self.num_agents = len(self.agents)
+        self.teams = ["adversaries" if is_adversary[i] else "good" for i in self._learner_index]
+        all_obs_dims = [self._raw.observation_space(a).shape[0] for a in self.possible_agents]
+        self.obs_dims = [all_obs_dims[i] for i in self._learner_index]
+        self.obs_width = max(self.obs_dims)
+        self.state_dim = sum(all_obs_dims)
+        self._state_slices = np.cumsum([0] + all_obs_dims)
+        self._steps = 0
+        self._returns = np.zeros(self.num_agents)
+
+    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
+        world, scenario = self._raw.world, self._raw.scenario
+        state = np.concatenate([scenario.observation(a, world) for a in world.agents]).astype(np.float32)
+        obs = np.zeros((self.num_agents, self.obs_width), dtype=np.float32)
+        for row, i in enumerate(self._learner_index):
+            obs[row, : self.obs_dims[row]] = state[self._state_slices[i] : self._state_slices[i + 1]]
+        return obs, state
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Start an episode; returns (obs (num_agents, obs_width), state (state_dim,))."""
+        self._raw.reset(seed=seed)
+        self._steps = 0
+        self._returns[:] = 0.0
+        return self._observe()
+
+    def step(self, forces: np.ndarray):
+        """Apply one force per learning agent, shape (num_agents, 2), in [-1, 1].
+
+        Returns (obs, state, rewards (num_agents,), terminated, truncated, info). When the
+        episode ends, info["episode"] holds the returns per agent, per team and summed over
+        agents, and the length. The caller resets.
+        """
+        forces = np.asarray(forces)
+        if forces.shape != (self.num_agents, ACTION_DIM):
+            raise ValueError(f"expected forces of shape {(self.num_agents, ACTION_DIM)}, got {forces.shape}")
+        world = self.world
+        all_forces = np.zeros((len(self.possible_agents), ACTION_DIM))
+        all_forces[self._learner_index] = forces
+        scripted = SCRIPTED_OPPONENTS.get(self.env_id)
+        for i in self._scripted_index:
+            all_forces[i] = scripted(world, world.agents[i])
+        # mpe2's own world step: its action handling, physics and rewards
+        self._raw.current_actions = list(force_to_mpe_action(all_forces))
+        self._raw._execute_world_step()
+        self._steps += 1
+        obs, state = self._observe()
+        rewards = np.array([self._raw.rewards[a] for a in self.agents])
+        self._returns += rewards
+        truncated = self._steps >= EPISODE_LENGTH
+        terminated = not truncated and bool(self._raw.scenario.is_terminal(world))
+        info = {}
+        if terminated or truncated:
+            info["episode"] = self.episode_summary()
+        return obs, state, rewards, terminated, truncated, info
+
+    def episode_summary(self) -> dict:
+        team_returns = {
+            team: float(sum(r for r, t in zip(self._returns, self.teams) if t == team))
+            for team in TEAMS
+            if team in self.teams
+        }
+        return {
+            "returns": dict(zip(self.agents, self._returns.tolist())),
+            "team_returns": team_returns,
+            "sum": float(self._returns.sum()),
+            "length": self._steps,
+        }
+
+    @property
+    def world(self):
+        """The mpe2 world (positions, velocities): for scripted policies, tests and rendering."""
+        return self._raw.world
+
+    def render(self) -> np.ndarray:
+        return self._raw.render()
+
+    def close(self) -> None:
+        self._raw.close()

@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+import torch
+
+from common.buffer import ReplayBuffer
+from common.utils import UsageError
+
+N, W, S = 3, 5, 7
+
+
+def make_buffer(capacity, with_teacher=True, seed=0):
+    return ReplayBuffer(capacity, num_agents=N, obs_width=W, state_dim=S, with_teacher=with_teacher, seed=seed)
+
+
+def fill(buffer, count):
+    """Transition t carries the value t everywhere, so its step can be read off any field."""
+    for t in range(count):
+        buffer.add(
+            state=np.full(S, t),
+            obs=np.full((N, W), t),
+            actions=np.full((N, 2), t),
+            rewards=np.full(N, t),
+            terminated=t % 2,
+            next_state=np.full(S, t + 1),
+            next_obs=np.full((N, W), t + 1),
+            teacher_actions=np.full((N, 2), -t) if buffer.with_teacher else None,
+        )
+
+
+def steps_of(batch):
+    return batch.states[:, 0].long().tolist()
+
+
+def test_sample_shapes_and_dtypes():
+    buffer = make_buffer(50)
+    fill(buffer, 20)
+    batch = buffer.sample(8)
+    assert batch.states.shape == (8, S) and batch.next_states.shape == (8, S)
+    assert batch.obs.shape == (8, N, W) and batch.next_obs.shape == (8, N, W)
+    assert batch.actions.shape == (8, N, 2) and batch.teacher_actions.shape == (8, N, 2)
+    assert batch.rewards.shape == (8, N) and batch.terminations.shape == (8,)
+    for tensor in (batch.states, batch.obs, batch.actions, batch.rewards, batch.terminations):
+        assert tensor.dtype == torch.float32
+    # the fields of one row belong to one transition
+    t = batch.states[:, 0]
+    assert torch.equal(batch.next_states[:, 0], t + 1) and torch.equal(batch.teacher_actions[:, 0, 0], -t)
+    assert torch.equal(batch.terminations, t % 2) and torch.equal(batch.env_steps.float(), t)
+    assert set(steps_of(buffer.sample(500))) == set(range(20))  # uniform over what is stored
+
+
+def test_sampling_is_reproducible_with_the_seed():
+    a, b = make_buffer(50, seed=3), make_buffer(50, seed=3)
+    fill(a, 30)
+    fill(b, 30)
+    assert steps_of(a.sample(16)) == steps_of(b.sample(16))
+
+
+@pytest.mark.parametrize("count", [4, 10, 23])
+def test_latest_returns_the_newest_in_order(count):
+    buffer = make_buffer(10)
+    fill(buffer, count)
+    n = min(6, count)
+    assert steps_of(buffer.latest(6)) == list(range(count - n, count))
+
+
+@pytest.mark.parametrize("count", [7, 10, 23, 30])
+def test_chronological_iteration_after_wrap_around(count):
+    buffer = make_buffer(10)
+    fill(buffer, count)
+    seen = [t for batch in buffer.iter_chronological(3) for t in steps_of(batch)]
+    expected = list(range(max(0, count - 10), count))
+    assert seen == expected  # every stored transition once, oldest first
+    env_steps = [t for batch in buffer.iter_chronological(4) for t in batch.env_steps.tolist()]
+    assert env_steps == expected
+
+
+def test_save_load_round_trip_is_exact_and_chronological(tmp_path):
+    buffer = make_buffer(10)
+    fill(buffer, 23)  # wrapped around twice
+    path = tmp_path / "buffer.npz"
+    buffer.save(path, env_id="simple_tag")
+    loaded = ReplayBuffer.load(path, "simple_tag", N, W, S)
+    assert len(loaded) == 10 and loaded.num_added == 23
+    for a, b in zip(buffer.iter_chronological(10), loaded.iter_chronological(10)):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+    bigger = ReplayBuffer.load(path, "simple_tag", N, W, S, capacity=100)
+    fill(bigger, 2)
+    assert [t for b in bigger.iter_chronological(5) for t in steps_of(b)] == list(range(13, 23)) + [0, 1]
+
+
+def test_save_leaves_no_temporary_file_and_replaces_atomically(tmp_path):
+    buffer = make_buffer(10)
+    fill(buffer, 5)
+    path = tmp_path / "buffer.npz"
+    buffer.save(path, env_id="simple_tag")
+    fill(buffer, 3)
+    buffer.save(path, env_id="simple_tag")
+    assert [p.name for p in tmp_path.iterdir()] == ["buffer.npz"]
+    assert len(ReplayBuffer.load(path, "simple_tag", N, W, S)) == 8
+
+
+def test_a_truncated_file_is_refused(tmp_path):
+    buffer = make_buffer(10)
+    fill(buffer, 5)
+    path = tmp_path / "buffer.npz"
+    buffer.save(path, env_id="simple_tag")
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UsageError, match="not readable"):
+        ReplayBuffer.load(path, "simple_tag", N, W, S)
+
+
+def test_a_mismatched_or_missing_file_is_refused(tmp_path):
+    buffer = make_buffer(10)
+    fill(buffer, 5)
+    path = tmp_path / "buffer.npz"
+    buffer.save(path, env_id="simple_tag")
+    with pytest.raises(UsageError, match="collected on simple_tag, not simple_push"):
+        ReplayBuffer.load(path, "simple_push", N, W, S)
+    with pytest.raises(UsageError, match="states has shape"):
+        ReplayBuffer.load(path, "simple_tag", N, W, S + 1)
+    with pytest.raises(UsageError, match="obs has shape"):
+        ReplayBuffer.load(path, "simple_tag", N + 1, W, S)
+    with pytest.raises(UsageError, match="does not exist"):
+        ReplayBuffer.load(tmp_path / "nope.npz", "simple_tag", N, W, S)
+    np.savez(tmp_path / "other.npz", states=np.zeros((3, S)))
+    with pytest.raises(UsageError, match="not a buffer of this project"):
+        ReplayBuffer.load(tmp_path / "other.npz", "simple_tag", N, W, S)
+
+
+def test_teacher_actions_are_optional_but_required_once_chosen():
+    plain = make_buffer(10, with_teacher=False)
+    fill(plain, 3)
+    assert plain.sample(2).teacher_actions is None
+    with pytest.raises(ValueError, match="teacher"):
+        make_buffer(10).add(
+            np.zeros(S), np.zeros((N, W)), np.zeros((N, 2)), np.zeros(N), 0, np.zeros(S), np.zeros((N, W))
+        )
