@@ -1,6 +1,6 @@
 """Env steps per second with random actions: this project's MPEEnv vs mpe2's parallel_env.
 
-    python benchmark/env_throughput.py --steps 20000
+python benchmark/env_throughput.py --steps 20000
 """
 
 import argparse
