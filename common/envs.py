@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from mpe2 import simple_adversary_v3, simple_push_v3, simple_spread_v3, simple_tag_v3
 
-from common.utils import UsageError
+from common.utils import UsageError, atomic_write
 
 ENV_MODULES = {
     "simple_push": simple_push_v3,
@@ -187,3 +187,49 @@ class MPEEnv:
 
     def close(self) -> None:
         self._raw.close()
+
+
+def evaluate(env: MPEEnv, act, episodes: int, seed: int, video_path: str | None = None) -> dict:
+    """Run `episodes` episodes with act(obs) -> forces (deterministic policies), on the fixed seeds
+    seed, seed + 1, ...; return the mean returns per agent, per team and summed over agents.
+
+    With `video_path`, the first episode is rendered (the env needs render_mode="rgb_array") and
+    written there as an animated GIF.
+    """
+    summaries, frames = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        record = video_path is not None and episode == 0
+        while True:
+            if record:
+                frames.append(env.render())
+            obs, _, _, terminated, truncated, info = env.step(act(obs))
+            if terminated or truncated:
+                summaries.append(info["episode"])
+                break
+    if frames:
+        save_gif(frames, video_path)
+    return {
+        "returns": {a: float(np.mean([s["returns"][a] for s in summaries])) for a in env.agents},
+        "team_returns": {
+            t: float(np.mean([s["team_returns"][t] for s in summaries])) for t in summaries[0]["team_returns"]
+        },
+        "sum": float(np.mean([s["sum"] for s in summaries])),
+        "length": float(np.mean([s["length"] for s in summaries])),
+    }
+
+
+def save_gif(frames: list[np.ndarray], path: str) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=100))
+
+
+def log_episode(writer, prefix: str, summary: dict, step: int) -> None:
+    """`{prefix}/episodic_return`: summed over agents (the original MADDPG convention);
+    `{prefix}/episodic_return/<team>` and `{prefix}/episodic_return/<agent>`: the breakdown."""
+    writer.add_scalar(f"{prefix}/episodic_return", summary["sum"], step)
+    for name, value in {**summary["team_returns"], **summary["returns"]}.items():
+        writer.add_scalar(f"{prefix}/episodic_return/{name}", value, step)
+    writer.add_scalar(f"{prefix}/episodic_length", summary["length"], step)

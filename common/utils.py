@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -49,3 +51,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(checkpoint, dict) or "args" not in checkpoint:
         raise UsageError(f"checkpoint {path} is not a checkpoint of this project")
     return checkpoint
+
+
+def progress_line(step: int, total: int, start_time: float, recent_returns: list, seconds: dict) -> str:
+    """One progress line: step, mean return of the recent episodes, SPS, where time goes, time left."""
+    elapsed = time.time() - start_time
+    sps = step / max(elapsed, 1e-9)
+    spent = sum(seconds.values()) or 1.0
+    shares = " ".join(f"{name} {100 * value / spent:.0f}%" for name, value in seconds.items())
+    recent = f"{np.mean(recent_returns):.2f}" if recent_returns else "n/a"
+    left = (total - step) / max(sps, 1e-9)
+    return (
+        f"step {step}/{total} | return (last {len(recent_returns)} ep) {recent} | SPS {sps:.0f} | {shares} "
+        f"| left {left / 60:.1f} min"
+    )

@@ -1,0 +1,403 @@
+# MADDPG-k: local policies with a k-bit communication channel, trained directly by MADDPG.
+# The baseline of CTEDD (arXiv 1910.09152); see DESIGN section 1 "Baseline" and README.md.
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from common.buffer import ReplayBuffer
+from common.envs import ACTION_DIM, MPEEnv, check_env_id, evaluate, log_episode
+from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, cuda will be used when available"""
+    threads: int = 1
+    """torch CPU threads (two single-threaded seeds in parallel use two cores best)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "ctedd"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
+    save_model: bool = False
+    """whether to save the model into the `runs/{run_name}` folder"""
+    eval_checkpoint: str | None = None
+    """if given, load this checkpoint and only evaluate it (no training)"""
+
+    # Algorithm specific arguments
+    env_id: str = "simple_push"
+    """the MPE environment: simple_push, simple_tag, simple_spread or simple_adversary"""
+    opponents: Literal["learn", "scripted"] = "learn"
+    """learn: every agent is trained; scripted: simple_tag's prey / simple_push's adversary are scripted"""
+    total_timesteps: int = 1_000_000
+    """total env steps of the experiment"""
+    learning_rate: float = 1e-2
+    """the learning rate of the actor and critic optimizers"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size"""
+    gamma: float = 0.95
+    """the discount factor gamma"""
+    tau: float = 0.01
+    """target smoothing coefficient"""
+    batch_size: int = 1024
+    """the batch size of samples from the replay memory"""
+    learning_starts: int = 25_600
+    """env step at which learning starts"""
+    train_frequency: int = 100
+    """one update of every critic and actor each `train_frequency` env steps"""
+    max_grad_norm: float = 0.5
+    """the maximum gradient norm, per agent"""
+    actor_reg: float = 1e-3
+    """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
+    exploration_noise: float = 0.1
+    """the std of the Gaussian exploration noise added to the forces"""
+    hidden_dim: int = 64
+    """width of the two hidden layers of every network"""
+    message_bits: int = 0
+    """k, the bits each agent broadcasts per step (0: plain MADDPG; the paper uses 1 and 3)"""
+    message_type: Literal["binary", "continuous"] = "binary"
+    """binary: k bits in {-1, +1} (straight-through gradients); continuous: k reals in (-1, 1)"""
+    eval_frequency: int = 50_000
+    """evaluate the deterministic policies every `eval_frequency` env steps"""
+    eval_episodes: int = 10
+    """episodes per evaluation, on the fixed seeds 10_000, 10_001, ..."""
+
+
+EVAL_SEED = 10_000
+
+
+def check_args(args: Args) -> None:
+    check_env_id(args.env_id)
+    for name in ("total_timesteps", "buffer_size", "batch_size", "train_frequency", "eval_frequency", "eval_episodes"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.learning_starts < 0 or args.message_bits < 0 or args.exploration_noise < 0:
+        raise UsageError("--learning-starts, --message-bits and --exploration-noise must not be negative")
+
+
+# ALGO LOGIC: initialize agent here:
+class AgentLinear(nn.Module):
+    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out)."""
+
+    def __init__(self, num_agents: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def agent_mlp(num_agents: int, in_features: int, hidden: int, out_features: int) -> nn.Sequential:
+    return nn.Sequential(
+        AgentLinear(num_agents, in_features, hidden),
+        nn.ReLU(),
+        AgentLinear(num_agents, hidden, hidden),
+        nn.ReLU(),
+        AgentLinear(num_agents, hidden, out_features),
+    )
+
+
+class StraightThroughSign(torch.autograd.Function):
+    """A bit is a bit: forward sign(x) in {-1, +1}; backward the gradient of tanh(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * (1 - torch.tanh(x) ** 2)
+
+
+class LocalPolicies(nn.Module):
+    """The local policies of all N agents (the paper's Figure 2), in decentralized execution:
+    Part 1: m_i = channel(msg_i(o_i)), k values, broadcast to every other agent;
+    Part 2: a_i = tanh(act_i(o_i, m_{-i})), the 2-D force, from the messages received this step.
+    Tensors are agent-major: obs (N, B, obs_width) -> actions (N, B, 2)."""
+
+    def __init__(self, num_agents: int, obs_width: int, hidden: int, message_bits: int, message_type: str):
+        super().__init__()
+        self.num_agents, self.message_bits, self.message_type = num_agents, message_bits, message_type
+        if message_bits > 0:
+            self.message_net = agent_mlp(num_agents, obs_width, hidden, message_bits)
+        in_features = obs_width + (num_agents - 1) * message_bits
+        self.action_net = agent_mlp(num_agents, in_features, hidden, ACTION_DIM)
+        # others[i] = the senders agent i hears, in fixed agent order
+        others = [[j for j in range(num_agents) if j != i] for i in range(num_agents)]
+        self.register_buffer("others", torch.tensor(others, dtype=torch.long).reshape(num_agents, -1))
+
+    def messages(self, obs: torch.Tensor) -> torch.Tensor:
+        """Part 1: (N, B, obs_width) -> (N, B, k)."""
+        logits = self.message_net(obs)
+        if self.message_type == "binary":
+            return StraightThroughSign.apply(logits)
+        return torch.tanh(logits)
+
+    def received(self, messages: torch.Tensor) -> torch.Tensor:
+        """What each agent hears: (N, B, k) -> (N, B, (N-1) * k), senders in agent order."""
+        n, batch, k = messages.shape
+        return messages[self.others].permute(0, 2, 1, 3).reshape(n, batch, (n - 1) * k)
+
+    def preactivation(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.message_bits == 0:
+            return self.action_net(obs)
+        return self.action_net(torch.cat([obs, self.received(self.messages(obs))], dim=-1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.preactivation(obs))
+
+
+class Critics(nn.Module):
+    """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N). In MPE the joint observation is the
+    full state s (env.state() concatenates every agent's observation), so the input is (s, a).
+    state (B, S), joint_actions (N, B, 2N), critic i reading row i -> Q (N, B)."""
+
+    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+        super().__init__()
+        self.net = agent_mlp(num_agents, state_dim + num_agents * ACTION_DIM, hidden, 1)
+
+    def forward(self, state: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
+        state = state.expand(joint_actions.shape[0], *state.shape)
+        return self.net(torch.cat([state, joint_actions], dim=-1)).squeeze(-1)
+
+
+def td_target(rewards, terminations, next_q, gamma):
+    """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap;
+    MPE's 25-step time limit is a truncation, stored as termination = 0.
+    rewards (N, B), terminations (B,), next_q (N, B) -> (N, B)."""
+    return rewards + gamma * (1.0 - terminations) * next_q
+
+
+def own_action_joint(buffer_actions: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
+    """Critic i's joint action for agent i's actor loss: a_i from the current policy, a_j (j != i)
+    from the buffer. buffer_actions (B, N, 2), policy_actions (N, B, 2) -> (N, B, 2N)."""
+    n, batch, _ = policy_actions.shape
+    own = torch.eye(n, device=policy_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
+    current = policy_actions.transpose(0, 1).unsqueeze(0)  # (1, B, N, 2)
+    joint = own * current + (1 - own) * buffer_actions.unsqueeze(0)
+    return joint.reshape(n, batch, n * ACTION_DIM)
+
+
+def clip_grad_norm_per_agent_(parameters, max_norm: float) -> None:
+    """Clip each agent's gradient norm on its own, as separate per-agent optimizers would."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (N,)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+
+
+def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for param, target_param in zip(net.parameters(), target.parameters()):
+            target_param.lerp_(param, tau)
+
+
+def make_policy(args: Args, env: MPEEnv) -> LocalPolicies:
+    return LocalPolicies(env.num_agents, env.obs_width, args.hidden_dim, args.message_bits, args.message_type)
+
+
+def deterministic_actor(policy: LocalPolicies, device: torch.device):
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return policy(torch.from_numpy(obs).to(device).unsqueeze(1)).squeeze(1).cpu().numpy()
+
+    return act
+
+
+def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
+    checkpoint = load_checkpoint(args.eval_checkpoint)
+    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    if (saved.env_id, saved.opponents) != (args.env_id, args.opponents):
+        raise UsageError(
+            f"checkpoint {args.eval_checkpoint} was trained on {saved.env_id} with --opponents {saved.opponents}, "
+            f"not {args.env_id} with --opponents {args.opponents}"
+        )
+    env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    policy = make_policy(saved, env).to(device)
+    try:
+        policy.load_state_dict(checkpoint["policy"])
+    except (KeyError, RuntimeError) as err:
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {args.env_id}: {err}") from err
+    video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
+    result = evaluate(env, deterministic_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
+    print(f"eval over {args.eval_episodes} episodes: episodic_return={result['sum']:.2f} {result['team_returns']}")
+    return result
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args, device)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    rng = np.random.default_rng(args.seed)
+
+    # env setup
+    env = MPEEnv(args.env_id, args.opponents)
+    eval_env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    num_agents = env.num_agents
+
+    policy = make_policy(args, env).to(device)
+    target_policy = make_policy(args, env).to(device)
+    target_policy.load_state_dict(policy.state_dict())
+    critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
+    target_critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
+    target_critics.load_state_dict(critics.state_dict())
+    q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
+    actor_optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate)
+
+    rb = ReplayBuffer(
+        min(args.buffer_size, args.total_timesteps),
+        num_agents,
+        env.obs_width,
+        env.state_dim,
+        device=device,
+        seed=args.seed,
+    )
+    act = deterministic_actor(policy, device)
+    seconds = {"env": 0.0, "act": 0.0, "update": 0.0}
+    recent_returns = []
+    start_time = time.time()
+
+    # TRY NOT TO MODIFY: start the game
+    obs, state = env.reset(seed=args.seed)
+    for global_step in range(args.total_timesteps):
+        # ALGO LOGIC: put action logic here
+        tick = time.perf_counter()
+        forces = act(obs)
+        forces = (forces + rng.normal(0.0, args.exploration_noise, forces.shape)).clip(-1.0, 1.0)
+        seconds["act"] += time.perf_counter() - tick
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        tick = time.perf_counter()
+        next_obs, next_state, rewards, terminated, truncated, info = env.step(forces)
+        seconds["env"] += time.perf_counter() - tick
+
+        # done = termination only: the TD target bootstraps through the 25-step time limit
+        rb.add(state, obs, forces, rewards, terminated, next_state, next_obs)
+        obs, state = next_obs, next_state
+        if terminated or truncated:
+            log_episode(writer, "charts", info["episode"], global_step)
+            recent_returns = (recent_returns + [info["episode"]["sum"]])[-100:]
+            obs, state = env.reset()
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
+            tick = time.perf_counter()
+            data = rb.sample(args.batch_size)
+            obs_b, next_obs_b = data.obs.transpose(0, 1), data.next_obs.transpose(0, 1)  # agent-major
+            with torch.no_grad():
+                next_actions = target_policy(next_obs_b).transpose(0, 1).reshape(args.batch_size, -1)
+                next_q = target_critics(data.next_states, next_actions.expand(num_agents, -1, -1))
+                target_q = td_target(data.rewards.T, data.terminations, next_q, args.gamma)
+            joint_actions = data.actions.reshape(args.batch_size, -1).expand(num_agents, -1, -1)
+            q_values = critics(data.states, joint_actions)
+            qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
+
+            q_optimizer.zero_grad()
+            qf_loss.backward()
+            clip_grad_norm_per_agent_(critics.parameters(), args.max_grad_norm)
+            q_optimizer.step()
+
+            # DDPG actor update for every agent: agent i ascends Q_i through its own action only; the
+            # messages it heard carry the gradient back to the senders' Part 1 (straight-through).
+            preactivation = policy.preactivation(obs_b)
+            joint = own_action_joint(data.actions, torch.tanh(preactivation))
+            actor_loss = -critics(data.states, joint).mean(1).sum()
+            actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
+            actor_optimizer.zero_grad()
+            actor_loss.backward()
+            clip_grad_norm_per_agent_(policy.parameters(), args.max_grad_norm)
+            actor_optimizer.step()
+
+            # update the target networks
+            soft_update(policy, target_policy, args.tau)
+            soft_update(critics, target_critics, args.tau)
+            seconds["update"] += time.perf_counter() - tick
+
+            if global_step % (100 * args.train_frequency) == 0:
+                sps = int(global_step / (time.time() - start_time))
+                writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                for name, value in seconds.items():
+                    writer.add_scalar(f"perf/{name}_seconds", value, global_step)
+                print(progress_line(global_step, args.total_timesteps, start_time, recent_returns, seconds))
+
+        if (global_step + 1) % args.eval_frequency == 0 or global_step + 1 == args.total_timesteps:
+            video = f"videos/{run_name}/step_{global_step + 1}.gif" if args.capture_video else None
+            result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED, video)
+            log_episode(writer, "eval", result, global_step + 1)
+
+    print(f"final eval: episodic_return={result['sum']:.2f} {result['team_returns']}")
+    print(f"time: {seconds}, SPS {int(args.total_timesteps / (time.time() - start_time))}")
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+        save_checkpoint(
+            model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()}
+        )
+        print(
+            f"model saved to {model_path}; evaluate it with: python maddpg.py --env-id {args.env_id} "
+            f"--opponents {args.opponents} --eval-checkpoint {model_path}"
+        )
+    env.close()
+    eval_env.close()
+    writer.close()
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except UsageError as err:
+        sys.exit(f"error: {err}")
