@@ -173,17 +173,17 @@ class LocalPolicies(nn.Module):
 
 
 class Critics(nn.Module):
-    """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N). In MPE the joint observation is the
-    full state s (env.state() concatenates every agent's observation), so the input is (s, a).
-    state (B, S), joint_actions (N, B, 2N), critic i reading row i -> Q (N, B)."""
+    """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N), one network each. In MPE the joint
+    observation is the full state s (env.state() concatenates every agent's observation).
+    state (B, S) and joint_actions (B, 2N), or (N, B, 2N) with critic i reading row i -> Q (N, B)."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
         self.net = agent_mlp(num_agents, state_dim + num_agents * ACTION_DIM, hidden, 1)
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
-        state = state.expand(joint_actions.shape[0], *state.shape)
-        return self.net(torch.cat([state, joint_actions], dim=-1)).squeeze(-1)
+        x = torch.cat([state.expand(*joint_actions.shape[:-1], -1), joint_actions], dim=-1)
+        return self.net(x.expand(self.net[0].weight.shape[0], *x.shape[-2:])).squeeze(-1)
 
 
 def td_target(rewards, terminations, next_q, gamma):
@@ -223,7 +223,8 @@ def make_policy(args: Args, env: MPEEnv) -> LocalPolicies:
 
 
 def deterministic_actor(policy: LocalPolicies, device: torch.device):
-    def act(obs: np.ndarray) -> np.ndarray:
+    def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Decentralized execution: each agent reads its own observation (and the bits it hears)."""
         with torch.no_grad():
             return policy(torch.from_numpy(obs).to(device).unsqueeze(1)).squeeze(1).cpu().numpy()
 
@@ -313,7 +314,7 @@ def main(args: Args) -> dict:
     for global_step in range(args.total_timesteps):
         # ALGO LOGIC: put action logic here
         tick = time.perf_counter()
-        forces = act(obs)
+        forces = act(obs, state)
         forces = (forces + rng.normal(0.0, args.exploration_noise, forces.shape)).clip(-1.0, 1.0)
         seconds["act"] += time.perf_counter() - tick
 
@@ -337,10 +338,9 @@ def main(args: Args) -> dict:
             obs_b, next_obs_b = data.obs.transpose(0, 1), data.next_obs.transpose(0, 1)  # agent-major
             with torch.no_grad():
                 next_actions = target_policy(next_obs_b).transpose(0, 1).reshape(args.batch_size, -1)
-                next_q = target_critics(data.next_states, next_actions.expand(num_agents, -1, -1))
+                next_q = target_critics(data.next_states, next_actions)
                 target_q = td_target(data.rewards.T, data.terminations, next_q, args.gamma)
-            joint_actions = data.actions.reshape(args.batch_size, -1).expand(num_agents, -1, -1)
-            q_values = critics(data.states, joint_actions)
+            q_values = critics(data.states, data.actions.reshape(args.batch_size, -1))
             qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
 
             q_optimizer.zero_grad()

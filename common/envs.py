@@ -190,7 +190,8 @@ class MPEEnv:
 
 
 def evaluate(env: MPEEnv, act, episodes: int, seed: int, video_path: str | None = None) -> dict:
-    """Run `episodes` episodes with act(obs) -> forces (deterministic policies), on the fixed seeds
+    """Run `episodes` episodes with act(obs, state) -> forces (deterministic policies; a local policy
+    reads only obs, a global one the state), on the fixed seeds
     seed, seed + 1, ...; return the mean returns per agent, per team and summed over agents.
 
     With `video_path`, the first episode is rendered (the env needs render_mode="rgb_array") and
@@ -198,12 +199,12 @@ def evaluate(env: MPEEnv, act, episodes: int, seed: int, video_path: str | None 
     """
     summaries, frames = [], []
     for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
+        obs, state = env.reset(seed=seed + episode)
         record = video_path is not None and episode == 0
         while True:
             if record:
                 frames.append(env.render())
-            obs, _, _, terminated, truncated, info = env.step(act(obs))
+            obs, state, _, terminated, truncated, info = env.step(act(obs, state))
             if terminated or truncated:
                 summaries.append(info["episode"])
                 break

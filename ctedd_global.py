@@ -1,0 +1,494 @@
+# CTEDD stage 1: global policies on the full state, with centralized training and exploration.
+# CTEDD (arXiv 1910.09152); see DESIGN section 1 "Stage 1" and README.md.
+import math
+import os
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from common.buffer import ReplayBuffer
+from common.envs import ACTION_DIM, MPEEnv, check_env_id, evaluate, log_episode
+from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, cuda will be used when available"""
+    threads: int = 1
+    """torch CPU threads (two single-threaded seeds in parallel use two cores best)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "ctedd"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
+    save_model: bool = True
+    """whether to save the model and the replay buffer (stage 2 needs both) into `runs/{run_name}`"""
+    eval_checkpoint: str | None = None
+    """if given, load this checkpoint and only evaluate it (no training)"""
+    checkpoint_frequency: int = 100_000
+    """write a resumable checkpoint (and the buffer) every `checkpoint_frequency` env steps"""
+    resume: str | None = None
+    """a run directory `runs/{run_name}` to continue from its last checkpoint"""
+
+    # Algorithm specific arguments
+    env_id: str = "simple_push"
+    """the MPE environment: simple_push, simple_tag, simple_spread or simple_adversary"""
+    opponents: Literal["learn", "scripted"] = "learn"
+    """learn: every agent is trained; scripted: simple_tag's prey / simple_push's adversary are scripted"""
+    total_timesteps: int = 1_000_000
+    """total env steps of the experiment"""
+    learning_rate: float = 1e-2
+    """the learning rate of the policy (trunk, mean heads, omega_i) and Q optimizers"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size"""
+    gamma: float = 0.95
+    """the discount factor gamma"""
+    tau: float = 0.01
+    """target smoothing coefficient"""
+    batch_size: int = 1024
+    """the batch size of samples from the replay memory"""
+    learning_starts: int = 25_600
+    """env step at which learning starts"""
+    train_frequency: int = 100
+    """one learning iteration each `train_frequency` env steps; B = the transitions in between"""
+    max_grad_norm: float = 0.5
+    """the maximum gradient norm"""
+    actor_reg: float = 1e-3
+    """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
+    alpha: float = 0.01
+    """the entropy regularization factor of eq. (1)"""
+    pg_baseline: bool = False
+    """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1) (variance reduction; eq. (1) as written: off)"""
+    hidden_dim: int = 64
+    """width of the two hidden layers of every network"""
+    eval_frequency: int = 50_000
+    """evaluate the deterministic policies every `eval_frequency` env steps"""
+    eval_episodes: int = 10
+    """episodes per evaluation, on the fixed seeds 10_000, 10_001, ..."""
+
+
+EVAL_SEED = 10_000
+# paper is silent; we squash log sigma_i into [-5, 0]: sigma <= 1 spans the whole action range [-1, 1]
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
+
+
+def check_args(args: Args) -> None:
+    check_env_id(args.env_id)
+    for name in ("total_timesteps", "buffer_size", "batch_size", "train_frequency", "eval_frequency", "eval_episodes"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.learning_starts < 0 or args.alpha < 0 or args.checkpoint_frequency <= 0:
+        raise UsageError("--learning-starts and --alpha must not be negative, --checkpoint-frequency positive")
+
+
+# ALGO LOGIC: initialize agent here:
+class AgentLinear(nn.Module):
+    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out)."""
+
+    def __init__(self, num_agents: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_features, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, out_features),
+    )
+
+
+class GlobalPolicy(nn.Module):
+    """The global policies of all N agents on the full state s (the paper's Figure 1):
+    a shared global DNN (trunk) and one mean head per agent: mu_i(s) = tanh(head_i(trunk(s)));
+    per agent a local component omega_i: log sigma_i(s) = omega_i(trunk(s), detached), so omega_i
+    never moves the trunk. pi_i(a_i | s) = N(mu_i(s), diag sigma_i(s)^2).
+    Tensors are agent-major: state (B, S) -> means, log_stds (N, B, 2)."""
+
+    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+        super().__init__()
+        self.num_agents = num_agents
+        self.trunk = nn.Sequential(nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.mean_heads = AgentLinear(num_agents, hidden, ACTION_DIM)
+        # paper is silent on omega_i's shape; we use one linear layer per agent on the trunk features
+        self.omega = AgentLinear(num_agents, hidden, ACTION_DIM)
+
+    def features(self, state: torch.Tensor) -> torch.Tensor:
+        """Trunk features, repeated for each agent's head: (B, S) -> (N, B, hidden)."""
+        features = self.trunk(state)
+        return features.expand(self.num_agents, *features.shape)
+
+    def preactivation(self, state: torch.Tensor) -> torch.Tensor:
+        return self.mean_heads(self.features(state))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        """The deterministic actions mu_i(s)."""
+        return torch.tanh(self.preactivation(state))
+
+    def log_std_from(self, features: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.omega(features.detach()))
+        return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (x + 1)
+
+    def log_std(self, state: torch.Tensor) -> torch.Tensor:
+        return self.log_std_from(self.features(state))
+
+    def mean_and_log_std(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(state)
+        return torch.tanh(self.mean_heads(features)), self.log_std_from(features)
+
+    def ddpg_parameters(self) -> list[nn.Parameter]:
+        return [*self.trunk.parameters(), *self.mean_heads.parameters()]
+
+
+class Critics(nn.Module):
+    """The centralized Q-network Q(s, a_1..a_N): one network with one output per agent (Q_i).
+    state (B, S) and joint_actions (B, 2N), or (N, B, 2N) with Q_i read at row i -> Q (N, B)."""
+
+    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+        super().__init__()
+        self.net = mlp(state_dim + num_agents * ACTION_DIM, hidden, num_agents)
+
+    def forward(self, state: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([state.expand(*joint_actions.shape[:-1], -1), joint_actions], dim=-1)
+        q = self.net(x)
+        return q.T if q.dim() == 2 else q.diagonal(dim1=0, dim2=2).T
+
+
+def td_target(rewards, terminations, next_q, gamma):
+    """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap;
+    MPE's 25-step time limit is a truncation, stored as termination = 0.
+    rewards (N, B), terminations (B,), next_q (N, B) -> (N, B)."""
+    return rewards + gamma * (1.0 - terminations) * next_q
+
+
+def own_action_joint(other_actions: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
+    """Q_i's joint action for agent i's DDPG loss: a_i from the current policy, a_j (j != i) from
+    `other_actions`, held fixed. other_actions (B, N, 2), policy_actions (N, B, 2) -> (N, B, 2N)."""
+    n, batch, _ = policy_actions.shape
+    own = torch.eye(n, device=policy_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
+    current = policy_actions.transpose(0, 1).unsqueeze(0)  # (1, B, N, 2)
+    joint = own * current + (1 - own) * other_actions.unsqueeze(0)
+    return joint.reshape(n, batch, n * ACTION_DIM)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * ((x - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
+
+def omega_loss(log_std, sampled_actions, means, q, alpha):
+    """eq. (1) as a loss to minimise, per agent i, over the on-policy batch B:
+    -( mean_B[ log pi_i(a_i | s) * Q_i(s, a) ] + alpha * mean_B[ H(pi_i(. | s)) ] ).
+    log_std, sampled_actions (as drawn, before clipping), means: (N, B, 2); q: (N, B), no gradient.
+    Returns the loss summed over agents, and the policy-gradient and entropy terms per agent."""
+    policy_gradient = (gaussian_log_prob(sampled_actions, means, log_std) * q).mean(1)
+    entropy = gaussian_entropy(log_std).mean(1)
+    return -(policy_gradient + alpha * entropy).sum(), policy_gradient, entropy
+
+
+def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for param, target_param in zip(net.parameters(), target.parameters()):
+            target_param.lerp_(param, tau)
+
+
+def make_policy(args: Args, env: MPEEnv) -> GlobalPolicy:
+    return GlobalPolicy(env.num_agents, env.state_dim, args.hidden_dim)
+
+
+def deterministic_actor(policy: GlobalPolicy, device: torch.device):
+    def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Centralized execution: every agent's action is a function of the full state."""
+        with torch.no_grad():
+            return policy(torch.from_numpy(state).to(device).unsqueeze(0)).squeeze(1).cpu().numpy()
+
+    return act
+
+
+def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
+    checkpoint = load_checkpoint(args.eval_checkpoint)
+    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    if (saved.env_id, saved.opponents) != (args.env_id, args.opponents):
+        raise UsageError(
+            f"checkpoint {args.eval_checkpoint} was trained on {saved.env_id} with --opponents {saved.opponents}, "
+            f"not {args.env_id} with --opponents {args.opponents}"
+        )
+    env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    policy = make_policy(saved, env).to(device)
+    try:
+        policy.load_state_dict(checkpoint["policy"])
+    except (KeyError, RuntimeError) as err:
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {args.env_id}: {err}") from err
+    video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
+    result = evaluate(env, deterministic_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
+    print(f"eval over {args.eval_episodes} episodes: episodic_return={result['sum']:.2f} {result['team_returns']}")
+    return result
+
+
+def resume_args(args: Args) -> Args:
+    """The arguments of the run in `args.resume`, with the total budget of this command."""
+    checkpoint = load_checkpoint(os.path.join(args.resume, "checkpoint.pt"))
+    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    saved.resume, saved.total_timesteps = args.resume, args.total_timesteps
+    return saved
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args, device)
+    if args.resume:
+        args = resume_args(args)
+    run_name = os.path.basename(os.path.normpath(args.resume)) if args.resume else None
+    run_name = run_name or f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = f"runs/{run_name}"
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(run_dir)
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    rng = np.random.default_rng(args.seed)
+
+    # env setup
+    env = MPEEnv(args.env_id, args.opponents)
+    eval_env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    num_agents = env.num_agents
+
+    policy = make_policy(args, env).to(device)
+    target_policy = make_policy(args, env).to(device)
+    target_policy.load_state_dict(policy.state_dict())
+    critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
+    target_critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
+    target_critics.load_state_dict(critics.state_dict())
+    q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
+    actor_optimizer = optim.Adam(policy.ddpg_parameters(), lr=args.learning_rate)
+    omega_optimizer = optim.Adam(policy.omega.parameters(), lr=args.learning_rate)
+
+    # the buffer also records the teacher's mean action mu(s) at collection time, for stage 2
+    rb = ReplayBuffer(
+        min(args.buffer_size, args.total_timesteps),
+        num_agents,
+        env.obs_width,
+        env.state_dim,
+        with_teacher=True,
+        device=device,
+        seed=args.seed,
+    )
+    modules = {
+        "policy": policy,
+        "target_policy": target_policy,
+        "critics": critics,
+        "target_critics": target_critics,
+        "q_optimizer": q_optimizer,
+        "actor_optimizer": actor_optimizer,
+        "omega_optimizer": omega_optimizer,
+    }
+    act = deterministic_actor(policy, device)
+    sampled_actions = deque(maxlen=args.train_frequency)  # the Gaussian samples as drawn, for B
+    seconds = {"env": 0.0, "act": 0.0, "update": 0.0}
+    recent_returns = []
+    start_step = 0
+    if args.resume:
+        checkpoint = load_checkpoint(os.path.join(args.resume, "checkpoint.pt"))
+        for name, module in modules.items():
+            module.load_state_dict(checkpoint[name])
+        rng.bit_generator.state = checkpoint["numpy_rng"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+        rb = ReplayBuffer.load(
+            os.path.join(args.resume, "buffer.npz"),
+            args.env_id,
+            num_agents,
+            env.obs_width,
+            env.state_dim,
+            capacity=min(args.buffer_size, args.total_timesteps),
+            device=device,
+            seed=args.seed + checkpoint["global_step"],
+        )
+        start_step = checkpoint["global_step"]
+        print(f"resumed {run_dir} at step {start_step}")
+    start_time = time.time()
+
+    # TRY NOT TO MODIFY: start the game
+    obs, state = env.reset(seed=args.seed + start_step)
+    for global_step in range(start_step, args.total_timesteps):
+        # ALGO LOGIC: put action logic here
+        tick = time.perf_counter()
+        with torch.no_grad():
+            means, log_std = policy.mean_and_log_std(torch.from_numpy(state).to(device).unsqueeze(0))
+            means, stds = means.squeeze(1).cpu().numpy(), log_std.exp().squeeze(1).cpu().numpy()
+        # a_i ~ pi_i(. | s) for all agents from one shared trunk: joint, coordinated exploration
+        sampled = means + stds * rng.standard_normal(means.shape)
+        forces = sampled.clip(-1.0, 1.0)
+        sampled_actions.append(sampled)
+        seconds["act"] += time.perf_counter() - tick
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        tick = time.perf_counter()
+        next_obs, next_state, rewards, terminated, truncated, info = env.step(forces)
+        seconds["env"] += time.perf_counter() - tick
+
+        # done = termination only: the TD target bootstraps through the 25-step time limit
+        rb.add(state, obs, forces, rewards, terminated, next_state, next_obs, teacher_actions=means)
+        obs, state = next_obs, next_state
+        if terminated or truncated:
+            log_episode(writer, "charts", info["episode"], global_step)
+            recent_returns = (recent_returns + [info["episode"]["sum"]])[-100:]
+            obs, state = env.reset()
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
+            tick = time.perf_counter()
+            data = rb.sample(args.batch_size)
+            with torch.no_grad():
+                next_actions = target_policy(data.next_states).transpose(0, 1).reshape(args.batch_size, -1)
+                next_q = target_critics(data.next_states, next_actions)
+                target_q = td_target(data.rewards.T, data.terminations, next_q, args.gamma)
+            q_values = critics(data.states, data.actions.reshape(args.batch_size, -1))
+            qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
+
+            q_optimizer.zero_grad()
+            qf_loss.backward()
+            nn.utils.clip_grad_norm_(critics.parameters(), args.max_grad_norm)
+            q_optimizer.step()
+
+            # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own
+            # mean mu_i only; the other agents' means are held fixed.
+            preactivation = policy.preactivation(data.states)
+            means_b = torch.tanh(preactivation)
+            joint = own_action_joint(means_b.detach().transpose(0, 1), means_b)
+            actor_loss = -critics(data.states, joint).mean(1).sum()
+            actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
+            actor_optimizer.zero_grad()
+            actor_loss.backward()
+            nn.utils.clip_grad_norm_(policy.ddpg_parameters(), args.max_grad_norm)
+            actor_optimizer.step()
+
+            # eq. (1): max-entropy policy gradient for omega_i, on the batch B of transitions
+            # collected since the last learning iteration (on-policy data, not the replay buffer)
+            on_policy = rb.latest(len(sampled_actions))
+            sampled_b = torch.as_tensor(np.stack(sampled_actions), dtype=torch.float32, device=device)
+            with torch.no_grad():
+                q_b = critics(on_policy.states, on_policy.actions.reshape(len(sampled_actions), -1))
+                if args.pg_baseline:  # ablation: Q_i(s, a) - Q_i(s, mu(s)), mu recorded at collection
+                    q_b = q_b - critics(on_policy.states, on_policy.teacher_actions.reshape(len(sampled_actions), -1))
+            log_std_b = policy.log_std(on_policy.states)
+            omega_loss_value, omega_pg, entropy = omega_loss(
+                log_std_b, sampled_b.transpose(0, 1), on_policy.teacher_actions.transpose(0, 1), q_b, args.alpha
+            )
+            omega_optimizer.zero_grad()
+            omega_loss_value.backward()
+            nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)
+            omega_optimizer.step()
+
+            # update the target networks
+            soft_update(policy, target_policy, args.tau)
+            soft_update(critics, target_critics, args.tau)
+            seconds["update"] += time.perf_counter() - tick
+
+            if global_step % (100 * args.train_frequency) == 0:
+                sps = int((global_step - start_step) / (time.time() - start_time))
+                writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
+                writer.add_scalar("losses/omega_pg", omega_pg.mean().item(), global_step)
+                writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
+                for i, agent in enumerate(env.agents):
+                    writer.add_scalar(f"charts/exploration_std/{agent}", log_std_b[i].exp().mean().item(), global_step)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                for name, value in seconds.items():
+                    writer.add_scalar(f"perf/{name}_seconds", value, global_step)
+                print(progress_line(global_step, args.total_timesteps, start_time, recent_returns, seconds))
+
+        if (global_step + 1) % args.eval_frequency == 0 or global_step + 1 == args.total_timesteps:
+            video = f"videos/{run_name}/step_{global_step + 1}.gif" if args.capture_video else None
+            result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED, video)
+            log_episode(writer, "eval", result, global_step + 1)
+
+        if (
+            args.save_model
+            and (global_step + 1) % args.checkpoint_frequency == 0
+            and global_step + 1 < args.total_timesteps
+        ):
+            save_run(run_dir, args, modules, rb, rng, global_step + 1)
+
+    print(f"final eval: episodic_return={result['sum']:.2f} {result['team_returns']}")
+    print(f"time: {seconds}, SPS {int((args.total_timesteps - start_step) / (time.time() - start_time))}")
+    if args.save_model:
+        model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
+        save_checkpoint(
+            model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()}
+        )
+        save_run(run_dir, args, modules, rb, rng, args.total_timesteps)
+        print(f"model saved to {model_path}, replay buffer (oldest first) to {run_dir}/buffer.npz")
+        print(f"logs: tensorboard --logdir runs; next, distil: python ctedd_distill.py --global-run {run_dir}")
+    env.close()
+    eval_env.close()
+    writer.close()
+    return result
+
+
+def save_run(run_dir: str, args: Args, modules: dict, rb: ReplayBuffer, rng, global_step: int) -> None:
+    """A resumable checkpoint: the buffer first, then the weights and state that point at it."""
+    rb.save(f"{run_dir}/buffer.npz", env_id=args.env_id)
+    checkpoint = {name: module.state_dict() for name, module in modules.items()}
+    checkpoint.update(
+        args=vars(args), global_step=global_step, numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state()
+    )
+    save_checkpoint(f"{run_dir}/checkpoint.pt", checkpoint)
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except UsageError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,192 @@
+import math
+
+import pytest
+import torch
+from conftest import TINY, run_script
+
+import ctedd_global
+from common.buffer import ReplayBuffer
+from ctedd_global import Critics, GlobalPolicy, omega_loss, own_action_joint
+
+N, S = 3, 20
+
+
+def networks(seed=0):
+    torch.manual_seed(seed)
+    return GlobalPolicy(N, S, hidden=16), Critics(N, S, hidden=16)
+
+
+def parameters_of(module):
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def test_omega_update_leaves_trunk_and_mean_heads_unchanged():
+    policy, critics = networks()
+    states = torch.randn(32, S)
+    means, log_std = policy.mean_and_log_std(states)
+    sampled = means.detach() + log_std.detach().exp() * torch.randn_like(means)
+    q = critics(states, sampled.clamp(-1, 1).transpose(0, 1).reshape(32, -1)).detach()
+    before = parameters_of(policy)
+    optimizer = torch.optim.Adam(policy.omega.parameters(), lr=0.1)
+    loss, _, _ = omega_loss(policy.log_std(states), sampled, means.detach(), q, alpha=0.01)
+    loss.backward()
+    assert all(p.grad is None for p in policy.ddpg_parameters())  # no gradient reaches the trunk
+    optimizer.step()
+    after = parameters_of(policy)
+    for name in before:
+        assert torch.equal(before[name], after[name]) == (not name.startswith("omega")), name
+
+
+def test_ddpg_update_leaves_omega_unchanged():
+    policy, critics = networks()
+    states = torch.randn(32, S)
+    means = policy(states)
+    joint = own_action_joint(means.detach().transpose(0, 1), means)
+    (-critics(states, joint).mean(1).sum()).backward()
+    assert policy.omega.weight.grad is None and policy.omega.bias.grad is None
+    assert policy.trunk[0].weight.grad.abs().sum() > 0 and policy.mean_heads.weight.grad.abs().sum() > 0
+
+
+def test_agent_i_actor_loss_gives_no_gradient_to_agent_j_mean_head():
+    policy, critics = networks()
+    states = torch.randn(32, S)
+    means = policy(states)
+    q = critics(states, own_action_joint(means.detach().transpose(0, 1), means))
+    q[2].mean().backward()  # agent 2's DDPG loss
+    grad = policy.mean_heads.weight.grad
+    assert grad[2].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[1].abs().sum() == 0
+
+
+def test_critic_reads_q_i_at_row_i_of_the_joint_actions():
+    _, critics = networks()
+    states, joint = torch.randn(8, S), torch.randn(N, 8, 2 * N)
+    q = critics(states, joint)
+    for i in range(N):
+        torch.testing.assert_close(q[i], critics(states, joint[i])[i])
+
+
+def test_eq1_gradient_for_a_gaussian_log_std_matches_the_hand_computed_value():
+    # one agent, one action dimension per row, a batch of 2: log pi = -(a-mu)^2 / (2 sigma^2) - log sigma - c
+    log_std = torch.tensor([[[math.log(0.5), math.log(0.2)], [0.0, math.log(0.8)]]], requires_grad=True)
+    means = torch.tensor([[[0.1, -0.3], [0.0, 0.5]]])
+    sampled = torch.tensor([[[0.6, -0.1], [-1.2, 0.9]]])
+    q = torch.tensor([[-3.0, 2.0]])
+    alpha = 0.05
+    loss, _, _ = omega_loss(log_std, sampled, means, q, alpha)
+    loss.backward()
+    sigma = log_std.detach().exp()
+    # d/d log sigma of log pi = (a - mu)^2 / sigma^2 - 1; of the entropy = 1; the loss is minus the mean
+    hand = -(q.unsqueeze(-1) * ((sampled - means) ** 2 / sigma**2 - 1) + alpha) / 2
+    torch.testing.assert_close(log_std.grad, hand)
+
+
+def test_log_std_is_bounded_so_sigma_never_exceeds_one():
+    policy, _ = networks()
+    with torch.no_grad():
+        policy.omega.bias.fill_(100.0)
+    assert policy.log_std(torch.randn(4, S)).max() <= ctedd_global.LOG_STD_MAX
+    with torch.no_grad():
+        policy.omega.bias.fill_(-100.0)
+    assert policy.log_std(torch.randn(4, S)).min() >= ctedd_global.LOG_STD_MIN
+
+
+@pytest.mark.parametrize("env_id", ["simple_push", "simple_tag", "simple_spread"])
+def test_smoke_run(env_id, tmp_path):
+    result = run_script("ctedd_global.py", "--env-id", env_id, *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "python ctedd_distill.py --global-run runs/" in result.stdout
+
+
+def test_saved_buffer_is_chronological_with_teacher_means_and_no_truncation_as_termination(tmp_path):
+    result = run_script("ctedd_global.py", "--env-id", "simple_spread", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    buffer = ReplayBuffer.load(run_dir / "buffer.npz", "simple_spread", num_agents=3, obs_width=18, state_dim=54)
+    (batch,) = buffer.iter_chronological(600)
+    assert batch.env_steps.tolist() == list(range(600))
+    assert batch.terminations.sum() == 0  # 24 episodes were truncated, none terminated
+    # consecutive transitions chain: s' of step t is s of step t+1, except across episode resets
+    chained = (batch.next_states[:-1] == batch.states[1:]).all(1)
+    assert chained.sum() == 600 - 24
+    assert batch.actions.abs().max() <= 1 and batch.teacher_actions is not None
+    assert not torch.equal(batch.actions, batch.teacher_actions)  # executed = clip(mean + noise)
+
+
+def test_resume_continues_the_step_count_and_the_curve(tmp_path):
+    first = run_script("ctedd_global.py", "--env-id", "simple_push", *TINY, "--total-timesteps", "300", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    args = [*TINY, "--resume", f"runs/{run_dir.name}"]  # TINY's budget: 600 in all
+    resumed = run_script("ctedd_global.py", *args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed runs/{run_dir.name} at step 300" in resumed.stdout
+    assert list((tmp_path / "runs").iterdir()) == [run_dir]
+    buffer = ReplayBuffer.load(run_dir / "buffer.npz", "simple_push", num_agents=2, obs_width=19, state_dim=27)
+    assert buffer.num_added == 600 and len(buffer) == 600
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    events = EventMultiplexer().AddRunsFromDirectory(str(run_dir))
+    events.Reload()
+    steps = sorted(e.step for e in events.Scalars(".", "eval/episodic_return"))
+    assert steps == [300, 600]
+
+
+def test_periodic_checkpoint_and_crash_safety(tmp_path):
+    result = run_script(
+        "ctedd_global.py", "--env-id", "simple_push", *TINY, "--checkpoint-frequency", "200", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events"))
+    assert names == ["buffer.npz", "checkpoint.pt", "ctedd_global.cleanrl_model"]  # no temporary files left
+
+
+def test_same_seed_gives_identical_results(in_tmp):
+    args = dict(
+        env_id="simple_spread",
+        total_timesteps=600,
+        learning_starts=200,
+        train_frequency=50,
+        batch_size=64,
+        eval_frequency=300,
+        eval_episodes=2,
+        seed=7,
+        save_model=False,
+    )
+    first, second = ctedd_global.main(ctedd_global.Args(**args)), ctedd_global.main(ctedd_global.Args(**args))
+    assert first == second
+    assert first != ctedd_global.main(ctedd_global.Args(**{**args, "seed": 8}))
+
+
+def test_save_then_evaluate(tmp_path):
+    trained = run_script("ctedd_global.py", "--env-id", "simple_tag", *TINY, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (checkpoint,) = (tmp_path / "runs").glob("*/ctedd_global.cleanrl_model")
+    final = float(trained.stdout.split("final eval: episodic_return=")[1].split()[0])
+    evaluated = run_script(
+        "ctedd_global.py",
+        "--env-id",
+        "simple_tag",
+        "--eval-checkpoint",
+        str(checkpoint),
+        "--eval-episodes",
+        "2",
+        cwd=tmp_path,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert float(evaluated.stdout.split("episodic_return=")[1].split()[0]) == pytest.approx(final, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--env-id", "simple_pong"], "unknown env id 'simple_pong'; supported: simple_push, simple_tag"),
+        (["--total-timesteps", "-5"], "--total-timesteps must be positive"),
+        (["--resume", "runs/nothing"], "checkpoint runs/nothing/checkpoint.pt does not exist"),
+        (["--eval-checkpoint", "missing.cleanrl_model"], "checkpoint missing.cleanrl_model does not exist"),
+    ],
+)
+def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
+    result = run_script("ctedd_global.py", *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and reason in result.stderr and "Traceback" not in result.stderr
