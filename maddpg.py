@@ -70,8 +70,8 @@ class Args:
     """the maximum gradient norm, per agent"""
     actor_reg: float = 1e-3
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
-    exploration_noise: float = 0.1
-    """the std of the Gaussian exploration noise added to the forces"""
+    exploration_noise: float = 1.0
+    """the std of the Gaussian exploration noise added to the forces (chosen on simple_spread, see README)"""
     hidden_dim: int = 64
     """width of the two hidden layers of every network"""
     message_bits: int = 0
