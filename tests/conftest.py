@@ -27,6 +27,11 @@ def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProces
     )
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> None:
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and reason in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

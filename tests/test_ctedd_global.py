@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, run_script
+from conftest import TINY, assert_one_line_error, run_script
 
 import ctedd_global
 from common.buffer import ReplayBuffer
@@ -188,5 +188,4 @@ def test_save_then_evaluate(tmp_path):
 )
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
     result = run_script("ctedd_global.py", *args, cwd=tmp_path)
-    assert result.returncode != 0
-    assert result.stderr.count("\n") == 1 and reason in result.stderr and "Traceback" not in result.stderr
+    assert_one_line_error(result, reason)

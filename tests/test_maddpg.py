@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn as nn
-from conftest import TINY, run_script
+from conftest import TINY, assert_one_line_error, run_script
 
 import maddpg
 from maddpg import (
@@ -173,5 +173,4 @@ def test_same_seed_gives_identical_results(in_tmp):
 )
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
     result = run_script("maddpg.py", *args, cwd=tmp_path)
-    assert result.returncode != 0
-    assert result.stderr.count("\n") == 1 and reason in result.stderr and "Traceback" not in result.stderr
+    assert_one_line_error(result, reason)
