@@ -1,0 +1,370 @@
+# CTEDD stage 2: distil the global policies into local policies that communicate with k bits.
+# CTEDD (arXiv 1910.09152); see DESIGN section 1 "Stage 2" and README.md.
+import glob
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from common.buffer import ReplayBuffer
+from common.envs import ACTION_DIM, MPEEnv, evaluate, log_episode
+from common.utils import UsageError, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, cuda will be used when available"""
+    threads: int = 1
+    """torch CPU threads"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "ctedd"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
+    save_model: bool = True
+    """whether to save the local policies into the `runs/{run_name}` folder"""
+    eval_checkpoint: str | None = None
+    """if given, load this checkpoint of local policies and only evaluate it (no training)"""
+
+    # Algorithm specific arguments
+    global_run: str | None = None
+    """the stage-1 run directory `runs/{run_name}` of ctedd_global.py: its checkpoint and replay buffer"""
+    teacher: Literal["final", "recorded"] = "final"
+    """final: the trained global policy relabels every stored state; recorded: mu(s) stored at collection"""
+    message_bits: int = 1
+    """k, the bits each agent broadcasts per step (the paper uses 1 and 3)"""
+    message_type: Literal["binary", "continuous"] = "binary"
+    """binary: k bits in {-1, +1} (straight-through gradients); continuous: k reals in (-1, 1)"""
+    hidden_dim: int = 64
+    """width of the two hidden layers of every network (as in maddpg.py)"""
+    learning_rate: float = 1e-3
+    """the learning rate of the local policies"""
+    batch_size: int = 1024
+    """transitions per chronological batch"""
+    iters_per_batch: int = 10
+    """gradient steps of eq. (2) on each batch before taking the next one"""
+    passes: int = 1
+    """how many times to go over the whole buffer"""
+    eval_every: int = 100_000
+    """evaluate the local policies every `eval_every` consumed transitions"""
+    eval_episodes: int = 10
+    """episodes per evaluation, on the fixed seeds 10_000, 10_001, ..."""
+
+
+EVAL_SEED = 10_000
+
+
+def check_args(args: Args) -> None:
+    if not args.global_run and not args.eval_checkpoint:
+        raise UsageError("pass --global-run runs/<stage-1 run> (written by ctedd_global.py)")
+    for name in ("batch_size", "iters_per_batch", "passes", "eval_every", "eval_episodes"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.message_bits < 0:
+        raise UsageError(f"--message-bits must not be negative, got {args.message_bits}")
+
+
+# ALGO LOGIC: initialize agent here:
+class AgentLinear(nn.Module):
+    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out)."""
+
+    def __init__(self, num_agents: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def agent_mlp(num_agents: int, in_features: int, hidden: int, out_features: int) -> nn.Sequential:
+    return nn.Sequential(
+        AgentLinear(num_agents, in_features, hidden),
+        nn.ReLU(),
+        AgentLinear(num_agents, hidden, hidden),
+        nn.ReLU(),
+        AgentLinear(num_agents, hidden, out_features),
+    )
+
+
+class StraightThroughSign(torch.autograd.Function):
+    """A bit is a bit: forward sign(x) in {-1, +1}; backward the gradient of tanh(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * (1 - torch.tanh(x) ** 2)
+
+
+class LocalPolicies(nn.Module):
+    """The local policies of all N agents (the paper's Figure 2), in decentralized execution:
+    Part 1: m_i = channel(msg_i(o_i)), k values, broadcast to every other agent;
+    Part 2: a_i = tanh(act_i(o_i, m_{-i})), the 2-D force, from the messages received this step.
+    Tensors are agent-major: obs (N, B, obs_width) -> actions (N, B, 2)."""
+
+    def __init__(self, num_agents: int, obs_width: int, hidden: int, message_bits: int, message_type: str):
+        super().__init__()
+        self.num_agents, self.message_bits, self.message_type = num_agents, message_bits, message_type
+        if message_bits > 0:
+            self.message_net = agent_mlp(num_agents, obs_width, hidden, message_bits)
+        in_features = obs_width + (num_agents - 1) * message_bits
+        self.action_net = agent_mlp(num_agents, in_features, hidden, ACTION_DIM)
+        # others[i] = the senders agent i hears, in fixed agent order
+        others = [[j for j in range(num_agents) if j != i] for i in range(num_agents)]
+        self.register_buffer("others", torch.tensor(others, dtype=torch.long).reshape(num_agents, -1))
+
+    def messages(self, obs: torch.Tensor) -> torch.Tensor:
+        """Part 1: (N, B, obs_width) -> (N, B, k)."""
+        logits = self.message_net(obs)
+        if self.message_type == "binary":
+            return StraightThroughSign.apply(logits)
+        return torch.tanh(logits)
+
+    def received(self, messages: torch.Tensor) -> torch.Tensor:
+        """What each agent hears: (N, B, k) -> (N, B, (N-1) * k), senders in agent order."""
+        n, batch, k = messages.shape
+        return messages[self.others].permute(0, 2, 1, 3).reshape(n, batch, (n - 1) * k)
+
+    def preactivation(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.message_bits == 0:
+            return self.action_net(obs)
+        return self.action_net(torch.cat([obs, self.received(self.messages(obs))], dim=-1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.preactivation(obs))
+
+
+class GlobalPolicy(nn.Module):
+    """The teacher: ctedd_global.py's global policies, mu_i(s) = tanh(head_i(trunk(s))) (only the
+    deterministic means are needed here; omega_i is kept so that the checkpoint loads as saved)."""
+
+    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+        super().__init__()
+        self.num_agents = num_agents
+        self.trunk = nn.Sequential(nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.mean_heads = AgentLinear(num_agents, hidden, ACTION_DIM)
+        self.omega = AgentLinear(num_agents, hidden, ACTION_DIM)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(state)
+        return torch.tanh(self.mean_heads(features.expand(self.num_agents, *features.shape)))
+
+
+def distillation_loss(student_actions: torch.Tensor, teacher_actions: torch.Tensor) -> torch.Tensor:
+    """eq. (2): L_D = mean_B sum_i || mu_i(s) - a_i(o_i, m_{-i}) ||^2, all agents together.
+    Both (N, B, 2)."""
+    return (teacher_actions - student_actions).pow(2).sum(-1).sum(0).mean()
+
+
+def local_actor(policy: LocalPolicies, device: torch.device):
+    def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Decentralized execution: each agent reads its own observation (and the bits it hears)."""
+        with torch.no_grad():
+            return policy(torch.from_numpy(obs).to(device).unsqueeze(1)).squeeze(1).cpu().numpy()
+
+    return act
+
+
+def global_actor(policy: GlobalPolicy, device: torch.device):
+    def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return policy(torch.from_numpy(state).to(device).unsqueeze(0)).squeeze(1).cpu().numpy()
+
+    return act
+
+
+def random_actor(num_agents: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return lambda obs, state: rng.uniform(-1.0, 1.0, (num_agents, ACTION_DIM))
+
+
+def saved_args(checkpoint: dict, path: str) -> dict:
+    saved = checkpoint["args"]
+    missing = [key for key in ("env_id", "opponents", "hidden_dim") if key not in saved]
+    if missing:
+        raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}: not written by this project's scripts")
+    return saved
+
+
+def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, MPEEnv, ReplayBuffer]:
+    """The stage-1 run: its global policy checkpoint, environment and replay buffer, checked."""
+    if not os.path.isdir(args.global_run):
+        raise UsageError(f"stage-1 run directory {args.global_run} does not exist")
+    models = sorted(glob.glob(os.path.join(args.global_run, "*.cleanrl_model")))
+    if len(models) != 1:
+        raise UsageError(
+            f"{args.global_run} holds {len(models)} *.cleanrl_model files, expected the one of ctedd_global.py"
+        )
+    path = models[0]
+    checkpoint = load_checkpoint(path)
+    stage1 = saved_args(checkpoint, path)
+    env = MPEEnv(stage1["env_id"], stage1["opponents"])
+    teacher = GlobalPolicy(env.num_agents, env.state_dim, stage1["hidden_dim"]).to(device)
+    try:
+        teacher.load_state_dict(checkpoint.get("policy", {}))
+    except RuntimeError as err:
+        raise UsageError(f"checkpoint {path} is not a ctedd_global.py global policy for {env.env_id}") from err
+    rb = ReplayBuffer.load(
+        os.path.join(args.global_run, "buffer.npz"),
+        env.env_id,
+        env.num_agents,
+        env.obs_width,
+        env.state_dim,
+        device=device,
+        seed=args.seed,
+    )
+    if args.teacher == "recorded" and not rb.with_teacher:
+        raise UsageError(f"{args.global_run}/buffer.npz has no recorded teacher actions; use --teacher final")
+    return teacher, stage1, env, rb
+
+
+def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
+    checkpoint = load_checkpoint(args.eval_checkpoint)
+    saved = saved_args(checkpoint, args.eval_checkpoint)
+    env = MPEEnv(saved["env_id"], saved["opponents"], render_mode="rgb_array" if args.capture_video else None)
+    policy = LocalPolicies(
+        env.num_agents, env.obs_width, saved["hidden_dim"], saved["message_bits"], saved["message_type"]
+    )
+    try:
+        policy.to(device).load_state_dict(checkpoint["policy"])
+    except (KeyError, RuntimeError) as err:
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.env_id}: {err}") from err
+    video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
+    result = evaluate(env, local_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
+    print(f"eval over {args.eval_episodes} episodes: episodic_return={result['sum']:.2f} {result['team_returns']}")
+    return result
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args, device)
+    teacher, stage1, env, rb = load_teacher(args, device)
+    run_name = f"{env.env_id}__{args.exp_name}__k{args.message_bits}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # env setup: for evaluation only; distillation uses no new environment samples
+    eval_env = MPEEnv(env.env_id, env.opponents, render_mode="rgb_array" if args.capture_video else None)
+    student = LocalPolicies(env.num_agents, env.obs_width, args.hidden_dim, args.message_bits, args.message_type)
+    student = student.to(device)
+    optimizer = optim.Adam(student.parameters(), lr=args.learning_rate)
+    act = local_actor(student, device)
+
+    teacher_result = evaluate(eval_env, global_actor(teacher, device), args.eval_episodes, EVAL_SEED)
+    random_result = evaluate(eval_env, random_actor(env.num_agents, args.seed), args.eval_episodes, EVAL_SEED)
+    log_episode(writer, "teacher", teacher_result, rb.num_added)
+
+    def kept(result: dict) -> float:
+        """The fraction of the teacher's return (above random actions) that the local policies keep."""
+        gap = teacher_result["sum"] - random_result["sum"]
+        return (result["sum"] - random_result["sum"]) / gap if abs(gap) > 1e-9 else float("nan")
+
+    print(f"teacher (CTEDD-G) return {teacher_result['sum']:.2f}, random actions {random_result['sum']:.2f}")
+    start_time = time.time()
+    consumed, next_eval = 0, args.eval_every
+    for pass_index in range(args.passes):
+        # the stage-1 samples in chronological order: oldest first, across the ring's wrap-around
+        for data in rb.iter_chronological(args.batch_size):
+            obs = data.obs.transpose(0, 1)  # agent-major (N, B, obs_width): each agent sees only its own
+            if args.teacher == "final":
+                with torch.no_grad():
+                    targets = teacher(data.states)
+            else:
+                targets = data.teacher_actions.transpose(0, 1)
+            for _ in range(args.iters_per_batch):
+                # ALGO LOGIC: eq. (2), end to end through the k-bit channel
+                loss = distillation_loss(student(obs), targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            consumed += len(data.states)
+            env_step = int(data.env_steps[-1]) + 1  # the newest consumed sample was collected at this step
+            if pass_index == 0:
+                writer.add_scalar("losses/distill_loss", loss.item(), env_step)
+                writer.add_scalar("charts/consumed_env_step", env_step, consumed)
+            if consumed >= next_eval and pass_index == 0:
+                next_eval += args.eval_every
+                result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED)
+                log_episode(writer, "eval", result, env_step)
+                writer.add_scalar("eval/teacher_fraction", kept(result), env_step)
+                print(f"env step {env_step}: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
+
+        video = f"videos/{run_name}/pass_{pass_index + 1}.gif" if args.capture_video else None
+        result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED, video)
+        log_episode(writer, "eval_after_pass", result, pass_index + 1)
+        writer.add_scalar("eval_after_pass/teacher_fraction", kept(result), pass_index + 1)
+    if args.passes == 1:
+        log_episode(writer, "eval", result, rb.num_added)
+        writer.add_scalar("eval/teacher_fraction", kept(result), rb.num_added)
+
+    minutes = (time.time() - start_time) / 60
+    writer.add_scalar("charts/distill_minutes", minutes, rb.num_added)
+    print(
+        f"final eval: episodic_return={result['sum']:.2f} {result['team_returns']}"
+        f" | teacher {teacher_result['sum']:.2f} | kept {kept(result):.3f} of the teacher's return above random"
+        f" | {minutes:.1f} min"
+    )
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+        checkpoint_args = {**vars(args), "env_id": env.env_id, "opponents": env.opponents}
+        save_checkpoint(model_path, {"args": checkpoint_args, "policy": student.state_dict()})
+        print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
+    env.close()
+    eval_env.close()
+    writer.close()
+    return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept(result)}
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except UsageError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,156 @@
+import shutil
+
+import pytest
+import torch
+from conftest import TINY, assert_one_line_error, run_script
+
+import ctedd_distill
+from ctedd_distill import GlobalPolicy, LocalPolicies, distillation_loss
+
+N, W, S = 3, 6, 20
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory):
+    """A tiny ctedd_global.py run on simple_spread whose 400-slot buffer wrapped around (600 steps)."""
+    cwd = tmp_path_factory.mktemp("stage1")
+    result = run_script("ctedd_global.py", "--env-id", "simple_spread", *TINY, "--buffer-size", "400", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (cwd / "runs").iterdir()
+    return run_dir
+
+
+def distil(stage1_run, tmp_path, *args):
+    common = ["--global-run", str(stage1_run), "--batch-size", "64", "--iters-per-batch", "2", "--eval-episodes", "2"]
+    return run_script("ctedd_distill.py", *common, "--eval-every", "200", *args, cwd=tmp_path)
+
+
+def scalars(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_the_buffer_is_consumed_oldest_first_across_wrap_around(stage1_run, tmp_path):
+    result = distil(stage1_run, tmp_path, "--message-bits", "1")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    newest_consumed = [value for _, value in scalars(run_dir, "charts/consumed_env_step")]
+    # stored: the transitions of env steps 200..599; batches of 64, oldest first
+    assert newest_consumed == [float(min(200 + 64 * b, 600)) for b in range(1, 8)]
+    eval_steps = [step for step, _ in scalars(run_dir, "eval/episodic_return")]
+    assert eval_steps == sorted(eval_steps) and eval_steps[-1] == 600  # lined up with stage-1 env steps
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--message-bits", "0"], ["--message-bits", "3"], ["--message-type", "continuous", "--teacher", "recorded"]],
+)
+def test_smoke_run(stage1_run, tmp_path, args):
+    result = distil(stage1_run, tmp_path, *args, "--passes", "2")
+    assert result.returncode == 0, result.stderr
+    assert "final eval: episodic_return=" in result.stdout and "kept" in result.stdout
+
+
+def test_save_then_evaluate_with_video(stage1_run, tmp_path):
+    trained = distil(stage1_run, tmp_path, "--message-bits", "3")
+    assert trained.returncode == 0, trained.stderr
+    (checkpoint,) = (tmp_path / "runs").glob("*/ctedd_distill.cleanrl_model")
+    final = float(trained.stdout.split("final eval: episodic_return=")[1].split()[0])
+    args = ["--eval-checkpoint", str(checkpoint), "--eval-episodes", "2", "--capture-video"]
+    evaluated = run_script("ctedd_distill.py", *args, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert float(evaluated.stdout.split("episodic_return=")[1].split()[0]) == pytest.approx(final, abs=0.01)
+    assert len(list((tmp_path / "videos").glob("*.gif"))) == 1
+
+
+def test_the_loss_falls_on_a_fixed_buffer():
+    torch.manual_seed(0)
+    student = LocalPolicies(N, W, hidden=32, message_bits=1, message_type="binary")
+    obs, targets = torch.randn(N, 128, W), torch.rand(N, 128, 2) * 2 - 1
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(300):
+        loss = distillation_loss(student(obs), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_a_student_at_zero_loss_reproduces_the_teachers_actions():
+    torch.manual_seed(0)
+    teacher = GlobalPolicy(N, N * W, hidden=16)
+    obs = torch.randn(N, 32, W)
+    states = obs.transpose(0, 1).reshape(32, N * W)  # the state is the observations concatenated
+    with torch.no_grad():
+        targets = teacher(states)
+    student = LocalPolicies(N, W, hidden=64, message_bits=2, message_type="continuous")
+    optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
+    for _ in range(3000):
+        loss = distillation_loss(student(obs), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 1e-5
+    assert (student(obs) - targets).abs().max() < 5e-3
+    # eq. (2) sums over agents and action dimensions and averages over the batch
+    assert distillation_loss(targets + 0.1, targets).item() == pytest.approx(N * 2 * 0.01, rel=1e-4)
+
+
+def test_another_agents_observation_reaches_agent_i_only_through_the_bits():
+    torch.manual_seed(0)
+    student = LocalPolicies(N, W, hidden=16, message_bits=1, message_type="binary")
+    obs = torch.randn(N, 200, W)
+    changed = obs.clone()
+    changed[1] = torch.randn(200, W)
+    same_bit = (student.messages(obs)[1] == student.messages(changed)[1]).squeeze(-1)
+    assert same_bit.any() and (~same_bit).any()
+    assert torch.equal(student(obs)[0][same_bit], student(changed)[0][same_bit])
+    assert not torch.equal(student(obs)[0][~same_bit], student(changed)[0][~same_bit])
+    assert set(student.messages(obs).unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_the_student_has_exactly_maddpgs_local_policy_architecture():
+    import maddpg
+
+    ours = LocalPolicies(N, W, hidden=64, message_bits=3, message_type="binary")
+    theirs = maddpg.LocalPolicies(N, W, hidden=64, message_bits=3, message_type="binary")
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    theirs.load_state_dict(ours.state_dict())
+    obs = torch.randn(N, 16, W)
+    assert torch.equal(ours(obs), theirs(obs))
+
+
+def test_bad_input_exits_with_a_one_line_reason(stage1_run, tmp_path):
+    assert_one_line_error(run_script("ctedd_distill.py", cwd=tmp_path), "pass --global-run")
+    missing = run_script("ctedd_distill.py", "--global-run", "runs/nowhere", cwd=tmp_path)
+    assert_one_line_error(missing, "stage-1 run directory runs/nowhere does not exist")
+    broken = tmp_path / "broken"
+    shutil.copytree(stage1_run, broken)
+    (broken / "buffer.npz").write_bytes((stage1_run / "buffer.npz").read_bytes()[:1000])
+    assert_one_line_error(distil(broken, tmp_path), "buffer.npz is not readable")
+    (broken / "buffer.npz").unlink()
+    assert_one_line_error(distil(broken, tmp_path), "buffer.npz does not exist")
+    negative = distil(stage1_run, tmp_path, "--iters-per-batch", "-1")
+    assert_one_line_error(negative, "--iters-per-batch must be positive")
+
+
+def test_a_buffer_of_another_environment_is_refused(stage1_run, tmp_path):
+    push = run_script("ctedd_global.py", "--env-id", "simple_push", *TINY, cwd=tmp_path)
+    assert push.returncode == 0, push.stderr
+    (push_run,) = (tmp_path / "runs").iterdir()
+    mixed = tmp_path / "mixed"
+    shutil.copytree(stage1_run, mixed)
+    shutil.copy(push_run / "buffer.npz", mixed / "buffer.npz")
+    assert_one_line_error(distil(mixed, tmp_path), "was collected on simple_push, not simple_spread")
+
+
+def test_same_seed_gives_identical_results(stage1_run, in_tmp):
+    args = dict(global_run=str(stage1_run), batch_size=64, iters_per_batch=2, eval_every=300, eval_episodes=2)
+    first = ctedd_distill.main(ctedd_distill.Args(**args, seed=3))
+    assert first == ctedd_distill.main(ctedd_distill.Args(**args, seed=3))
+    assert first != ctedd_distill.main(ctedd_distill.Args(**args, seed=4))
