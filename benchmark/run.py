@@ -1,0 +1,166 @@
+"""Run the paper's comparison as a grid of (method, env id, seed), `--workers` at a time.
+
+Methods: CTEDD-G (ctedd_global.py), CTEDD-k (ctedd_distill.py on that CTEDD-G run, k in
+--bits; it starts only once its stage-1 run has finished, and one stage-1 run feeds every k),
+MADDPG-k (maddpg.py, k in --bits). Each run is single-threaded and logs under runs/; its
+console output goes to benchmark/logs/. A run whose model file already exists is skipped, so
+rerunning the grid only does what is missing. A failed run is reported with its log path and
+does not stop the others (only the distillations that need it).
+
+    python benchmark/run.py --env-ids simple_spread simple_tag simple_push --seeds 1 2 3 --workers 2
+    python benchmark/run.py --workers 0    # print the commands only
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+SCRIPTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the paper's protocol per environment: predators against the scripted prey in simple_tag
+ENV_ARGS = {"simple_tag": ["--opponents", "scripted"]}
+
+
+@dataclass
+class Job:
+    name: str  # also the exp_name, so the run directory is runs/{env}__{name}__{seed}__{time}
+    script: str
+    env_id: str
+    seed: int
+    args: list[str]
+    after: Job | None = None  # the stage-1 job this distillation reads
+    state: str = "waiting"  # waiting, running, done, failed, skipped
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def run_glob(self, runs_dir: str) -> str:
+        if self.script == "ctedd_distill.py":  # its run names carry k: {env}__{exp}__k{bits}__{seed}__{time}
+            bits = self.args[self.args.index("--message-bits") + 1]
+            return os.path.join(runs_dir, f"{self.env_id}__{self.name}__k{bits}__{self.seed}__*")
+        return os.path.join(runs_dir, f"{self.env_id}__{self.name}__{self.seed}__*")
+
+    def finished_run(self, runs_dir: str) -> str | None:
+        """The newest run directory of this job that holds its final model file."""
+        done = glob.glob(os.path.join(self.run_glob(runs_dir), f"{self.name}.cleanrl_model"))
+        return os.path.dirname(max(done, key=os.path.getmtime)) if done else None
+
+    def command(self, runs_dir: str) -> list[str]:
+        cmd = [
+            sys.executable,
+            os.path.join(SCRIPTS_DIR, self.script),
+            "--exp-name",
+            self.name,
+            "--seed",
+            str(self.seed),
+        ]
+        if self.after is not None:
+            stage1 = self.after.finished_run(runs_dir) or f"<{self.after.name} run of seed {self.seed}>"
+            return cmd + ["--global-run", stage1, *self.args]
+        return cmd + ["--env-id", self.env_id, "--save-model", *ENV_ARGS.get(self.env_id, []), *self.args]
+
+
+def build_grid(env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_args) -> list[Job]:
+    jobs = []
+    for env_id in env_ids:
+        for seed in seeds:
+            budget_args = ["--total-timesteps", str(budget)]
+            stage1 = Job("ctedd_global", "ctedd_global.py", env_id, seed, budget_args + ctedd_args)
+            jobs.append(stage1)
+            for k in bits:
+                jobs.append(
+                    Job(
+                        "ctedd_distill",
+                        "ctedd_distill.py",
+                        env_id,
+                        seed,
+                        ["--message-bits", str(k)] + distill_args,
+                        after=stage1,
+                    )
+                )
+                jobs.append(
+                    Job(
+                        f"maddpg_k{k}",
+                        "maddpg.py",
+                        env_id,
+                        seed,
+                        budget_args + ["--message-bits", str(k)] + maddpg_args,
+                    )
+                )
+    return jobs
+
+
+def run_grid(jobs: list[Job], workers: int, runs_dir: str, logs_dir: str, poll_seconds: float = 2.0) -> int:
+    """Run the jobs, `workers` at a time, distillations after their stage-1 run. Returns the failures."""
+    os.makedirs(logs_dir, exist_ok=True)
+    for job in jobs:
+        if job.finished_run(runs_dir):
+            job.state = "skipped"
+            print(f"skip (finished): {job.env_id} {job.name} seed {job.seed}")
+    failures = 0
+    while any(job.state in ("waiting", "running") for job in jobs):
+        for job in jobs:
+            if job.state == "running" and job.process.poll() is not None:
+                job.state = "done" if job.process.returncode == 0 else "failed"
+                if job.state == "failed":
+                    failures += 1
+                    print(f"FAILED: {shlex.join(job.process.args)}\n  log: {log_path(job, logs_dir)}")
+        for job in jobs:
+            if job.state == "waiting" and job.after is not None and job.after.state == "failed":
+                job.state = "failed"
+                failures += 1
+                print(f"not run: {job.env_id} {job.name} seed {job.seed} (its stage-1 run failed)")
+        running = sum(job.state == "running" for job in jobs)
+        for job in jobs:
+            ready = job.after is None or job.after.state in ("done", "skipped")
+            if job.state == "waiting" and ready and running < workers:
+                with open(log_path(job, logs_dir), "w") as log:
+                    job.process = subprocess.Popen(
+                        job.command(runs_dir), stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd()
+                    )
+                job.state, running = "running", running + 1
+                print(f"start: {shlex.join(job.command(runs_dir))}")
+        time.sleep(poll_seconds)
+    return failures
+
+
+def log_path(job: Job, logs_dir: str) -> str:
+    extra = "_k" + job.args[job.args.index("--message-bits") + 1] if job.script == "ctedd_distill.py" else ""
+    return os.path.join(logs_dir, f"{job.env_id}__{job.name}{extra}__{job.seed}.log")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env-ids", nargs="+", default=["simple_push", "simple_tag", "simple_spread"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--bits", nargs="+", type=int, default=[1, 3], help="channel widths k")
+    parser.add_argument("--budget", type=int, default=1_000_000, help="env steps per training run")
+    parser.add_argument("--ctedd-args", default="", help="extra arguments for ctedd_global.py")
+    parser.add_argument("--maddpg-args", default="", help="extra arguments for maddpg.py")
+    parser.add_argument("--distill-args", default="", help="extra arguments for ctedd_distill.py")
+    parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--logs-dir", default="benchmark/logs")
+    cli = parser.parse_args()
+    if cli.budget <= 0 or cli.workers < 0:
+        raise SystemExit("error: --budget must be positive and --workers not negative")
+    grid = build_grid(
+        cli.env_ids,
+        cli.seeds,
+        cli.bits,
+        cli.budget,
+        shlex.split(cli.ctedd_args),
+        shlex.split(cli.maddpg_args),
+        shlex.split(cli.distill_args),
+    )
+    if cli.workers == 0:
+        for job in grid:
+            print(shlex.join(job.command(cli.runs_dir)))
+        raise SystemExit(0)
+    failed = run_grid(grid, cli.workers, cli.runs_dir, cli.logs_dir)
+    print(f"{len(grid)} runs, {failed} failed")
+    raise SystemExit(1 if failed else 0)

@@ -1,0 +1,128 @@
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
+import report  # noqa: E402
+import run  # noqa: E402
+
+FAKE_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    argv = sys.argv[1:]
+    def arg(name, default=None):
+        return argv[argv.index(name) + 1] if name in argv else default
+    script = os.path.basename(__file__)
+    exp, seed = arg("--exp-name"), arg("--seed")
+    with open("events.txt", "a") as f:
+        f.write(f"start {script} {exp} {seed} {arg('--global-run', '')} {time.time()}\\n")
+    if os.environ.get("FAIL") == f"{script}:{seed}":
+        sys.exit(1)
+    time.sleep(0.3)
+    if arg("--global-run"):
+        assert os.path.isfile(os.path.join(arg("--global-run"), "ctedd_global.cleanrl_model"))
+        env = os.path.basename(arg("--global-run")).split("__")[0]
+        run_dir = f"runs/{env}__{exp}__k{arg('--message-bits')}__{seed}__{time.time_ns()}"
+    else:
+        run_dir = f"runs/{arg('--env-id')}__{exp}__{seed}__{time.time_ns()}"
+    os.makedirs(run_dir)
+    open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
+    with open("events.txt", "a") as f:
+        f.write(f"end {script} {exp} {seed} {run_dir} {time.time()}\\n")
+    """
+)
+
+
+@pytest.fixture
+def fake_scripts(tmp_path, monkeypatch):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("ctedd_global.py", "ctedd_distill.py", "maddpg.py"):
+        (scripts / name).write_text(FAKE_SCRIPT)
+    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def grid(seeds=(1, 2)):
+    return run.build_grid(["simple_tag"], list(seeds), [1, 3], 5000, ["--alpha", "0.1"], [], [])
+
+
+def test_grid_expansion():
+    jobs = grid()
+    assert len(jobs) == 2 * (1 + 2 + 2)
+    commands = [" ".join(job.command("runs")) for job in jobs]
+    stage1 = [c for c in commands if "ctedd_global.py" in c]
+    assert len(stage1) == 2 and all("--opponents scripted" in c and "--alpha 0.1" in c for c in stage1)
+    assert all("--total-timesteps 5000" in c for c in stage1)
+    maddpg = [c for c in commands if "maddpg.py" in c]
+    assert sorted(c.split("--message-bits ")[1].split()[0] for c in maddpg) == ["1", "1", "3", "3"]
+    distill = [job for job in jobs if job.script == "ctedd_distill.py"]
+    assert all(job.after.script == "ctedd_global.py" and job.after.seed == job.seed for job in distill)
+    assert all("--global-run" in " ".join(job.command("runs")) for job in distill)
+
+
+def read_events(root):
+    return [line.split() for line in (root / "events.txt").read_text().splitlines()]
+
+
+def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skipped(fake_scripts, capsys):
+    assert run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", poll_seconds=0.05) == 0
+    events = read_events(fake_scripts)
+    ends = {(e[2], e[3]): float(e[5]) for e in events if e[0] == "end" and e[1] == "ctedd_global.py"}
+    distill_starts = [e for e in events if e[0] == "start" and e[1] == "ctedd_distill.py"]
+    assert len(distill_starts) == 4
+    for e in distill_starts:
+        assert float(e[5]) >= ends[("ctedd_global", e[3])]  # after its own seed's stage-1 run
+        assert f"__{e[3]}__" in e[4]  # reads that run's directory
+    assert len(list((fake_scripts / "logs").iterdir())) == 10
+    (fake_scripts / "events.txt").unlink()
+    capsys.readouterr()
+    assert run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", poll_seconds=0.05) == 0
+    assert not (fake_scripts / "events.txt").exists()  # nothing was run again
+    assert capsys.readouterr().out.count("skip (finished)") == 10
+
+
+def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, monkeypatch, capsys):
+    monkeypatch.setenv("FAIL", "ctedd_global.py:2")
+    assert run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", poll_seconds=0.05) == 3
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "logs/simple_tag__ctedd_global__2.log" in out
+    assert out.count("its stage-1 run failed") == 2
+    finished = [e for e in read_events(fake_scripts) if e[0] == "end"]
+    assert len(finished) == 7  # everything but seed 2's stage 1 and its two distillations
+
+
+def write_run(runs_dir, name, values, steps=(100_000, 200_000, 300_000)):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(runs_dir / name))
+    for step, value in zip(steps, values):
+        writer.add_scalar("eval/episodic_return", value, step)
+    writer.add_scalar("charts/SPS", 1000, steps[-1])
+    writer.close()
+
+
+def test_report_table_and_plot_from_synthetic_event_files(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "simple_spread__maddpg_k1__1__1", [-60, -50, -40])
+    write_run(runs, "simple_spread__maddpg_k1__2__1", [-70, -45, -44])
+    write_run(runs, "simple_spread__maddpg_k1__3__1", [-65, -55, -41])
+    write_run(runs, "simple_spread__ctedd_distill__k1__1__1", [-80, -30, -20])
+    write_run(runs, "simple_spread__unfinished__1__1", [-90], steps=(100_000,))
+    groups = report.read_runs(str(runs), "eval/episodic_return", min_step=300_000)
+    assert sorted(groups) == ["simple_spread__ctedd_distill__k1", "simple_spread__maddpg_k1"]
+    text = report.table(groups, {"simple_spread": -45}, at=200_000)
+    row = next(line for line in text.splitlines() if "maddpg_k1" in line)
+    finals = np.array([-40, -44, -41])
+    assert f"{finals.mean():.2f} ± {finals.std():.2f}" in row
+    assert f"{np.mean([-50, -45, -55]):.2f}" in row  # the value at 200k steps
+    assert "300k, 200k, 300k (>= -45.0)" in row  # env steps to reach the threshold, per seed
+    assert report.steps_to_reach({100: -60, 200: -45, 300: -40}, -45) == 200
+    band = report.confidence_95(finals.astype(float))
+    assert band == pytest.approx(4.30 * finals.std(ddof=1) / np.sqrt(3))
+    report.plot(groups, str(tmp_path / "docs" / "curves.png"), "return")
+    assert (tmp_path / "docs" / "curves.png").stat().st_size > 1000
