@@ -78,8 +78,8 @@ class Args:
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
     alpha: float = 0.01
     """the entropy regularization factor of eq. (1)"""
-    pg_baseline: bool = False
-    """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1) (variance reduction; eq. (1) as written: off)"""
+    pg_baseline: bool = True
+    """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (see README)"""
     hidden_dim: int = 64
     """width of the two hidden layers of every network"""
     eval_frequency: int = 50_000
