@@ -419,7 +419,7 @@ def main(args: Args) -> dict:
             sampled_b = torch.as_tensor(np.stack(sampled_actions), dtype=torch.float32, device=device)
             with torch.no_grad():
                 q_b = critics(on_policy.states, on_policy.actions.reshape(len(sampled_actions), -1))
-                if args.pg_baseline:  # ablation: Q_i(s, a) - Q_i(s, mu(s)), mu recorded at collection
+                if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu recorded at collection
                     q_b = q_b - critics(on_policy.states, on_policy.teacher_actions.reshape(len(sampled_actions), -1))
             log_std_b = policy.log_std(on_policy.states)
             omega_loss_value, omega_pg, entropy = omega_loss(

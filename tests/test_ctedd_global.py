@@ -90,9 +90,12 @@ def test_log_std_is_bounded_so_sigma_never_exceeds_one():
     assert policy.log_std(torch.randn(4, S)).min() >= ctedd_global.LOG_STD_MIN
 
 
-@pytest.mark.parametrize("env_id", ["simple_push", "simple_tag", "simple_spread"])
-def test_smoke_run(env_id, tmp_path):
-    result = run_script("ctedd_global.py", "--env-id", env_id, *TINY, cwd=tmp_path)
+@pytest.mark.parametrize(
+    "env_id, extra",
+    [("simple_push", []), ("simple_tag", ["--opponents", "scripted"]), ("simple_spread", ["--no-pg-baseline"])],
+)
+def test_smoke_run(env_id, extra, tmp_path):
+    result = run_script("ctedd_global.py", "--env-id", env_id, *extra, *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "python ctedd_distill.py --global-run runs/" in result.stdout
 
