@@ -148,14 +148,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--metric", default="eval/episodic_return")
-    parser.add_argument("--filter", default="", help="only groups whose name contains this text")
+    parser.add_argument("--filter", nargs="*", default=[], help="only groups whose name contains one of these")
     parser.add_argument("--min-step", type=int, default=0, help="leave out runs that stop before this env step")
     parser.add_argument("--at", type=int, default=None, help="also report the metric at this env step")
     parser.add_argument("--threshold", nargs="*", default=[], help="ENV=VALUE: env steps to reach VALUE")
     parser.add_argument("--plot", default=None, help="write the learning curves to this PNG")
     cli = parser.parse_args()
     found = read_runs(cli.runs_dir, cli.metric, cli.min_step)
-    found = {group: runs for group, runs in found.items() if cli.filter in group}
+    found = {group: runs for group, runs in found.items() if not cli.filter or any(f in group for f in cli.filter)}
     if not found:
         raise SystemExit(f"error: no run in {cli.runs_dir} logs {cli.metric}")
     print(table(found, parse_thresholds(cli.threshold), cli.at))
