@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+DEFAULT_METRIC = "eval/episodic_return"
+EPISODE_LENGTH = 25
 # two-sided 95% Student-t quantiles by degrees of freedom; the normal 1.96 beyond
 T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
@@ -79,7 +82,8 @@ def steps_to_reach(curve: dict[int, float], threshold: float) -> int | None:
     return next((step for step, value in sorted(curve.items()) if value >= threshold), None)
 
 
-def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | None) -> str:
+def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | None, random=None) -> str:
+    """One row per setting; `random` (env id -> return) adds a random-actions row per env."""
     header = "| setting | seeds | final return (mean ± std) | per seed |"
     rule = "|---|---|---|---|"
     if at:
@@ -90,7 +94,7 @@ def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | 
     lines = [header, rule]
     for group, runs in sorted(groups.items()):
         finals = np.array([run.curve[max(run.curve)] for run in runs])
-        row = f"| {group} | {len(runs)} | {finals.mean():.2f} ± {finals.std():.2f} | "
+        row = f"| {runs[0].env_id} {label(group)} | {len(runs)} | {finals.mean():.2f} ± {finals.std():.2f} | "
         row += ", ".join(f"{v:.2f}" for v in finals) + " |"
         if at:
             values = [run.curve.get(at) for run in runs]
@@ -106,59 +110,83 @@ def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | 
         sps = [run.sps for run in runs if run.sps is not None]
         row += f" {minutes:.1f} | {np.mean(sps):.0f} |" if sps else f" {minutes:.1f} | n/a |"
         lines.append(row)
+    for env_id, value in sorted((random or {}).items()):
+        lines.append(f"| {env_id} random actions | | {value:.2f} |" + " |" * (lines[1].count("|") - 4))
     return "\n".join(lines)
 
 
-def plot(groups: dict[str, list[Run]], path: str, ylabel: str) -> None:
+def label(group: str) -> str:
+    """The paper's names: ctedd_global -> CTEDD-G, ctedd_distill__k1 -> CTEDD-1, maddpg_k3 -> MADDPG-3."""
+    name = group.split("__", 1)[1]
+    match = re.fullmatch(r"(ctedd_global|ctedd_distill__k|maddpg_k)(\d*)(_selfplay)?", name)
+    if match is None:
+        return name
+    method = {"ctedd_global": "CTEDD-G", "ctedd_distill__k": "CTEDD-", "maddpg_k": "MADDPG-"}[match[1]]
+    return method + match[2] + (" (self-play)" if match[3] else "")
+
+
+def plot(curves: dict[str, dict[str, list[Run]]], path: str, random: dict[str, float]) -> None:
+    """One row of panels per metric (e.g. the sum and each team), one column per environment."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = sorted({runs[0].env_id for runs in groups.values()})
-    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
-    for ax, env_id in zip(axes[0], envs):
-        for group, runs in sorted(groups.items()):
-            if runs[0].env_id != env_id:
+    envs = sorted({runs[0].env_id for groups in curves.values() for runs in groups.values()})
+    fig, axes = plt.subplots(len(curves), len(envs), figsize=(5.5 * len(envs), 4 * len(curves)), squeeze=False)
+    for row, (metric, groups) in zip(axes, curves.items()):
+        for ax, env_id in zip(row, envs):
+            env_groups = {group: runs for group, runs in sorted(groups.items()) if runs[0].env_id == env_id}
+            if not env_groups:
+                ax.set_axis_off()
                 continue
-            steps = sorted(set.intersection(*(set(run.curve) for run in runs)))
-            values = np.array([[run.curve[s] for s in steps] for run in runs])
-            mean = values.mean(0)
-            band = np.array([confidence_95(values[:, j]) for j in range(len(steps))])
-            label = f"{group.split('__', 1)[1]} (n={len(runs)})"
-            (line,) = ax.plot(np.array(steps) / 25, mean, label=label)
-            if len(runs) > 1:
-                ax.fill_between(np.array(steps) / 25, mean - band, mean + band, alpha=0.2, color=line.get_color())
-        ax.set_title(env_id)
-        ax.set_xlabel("env episodes (25 steps each)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+            for group, runs in env_groups.items():
+                steps = sorted(set.intersection(*(set(run.curve) for run in runs)))
+                values = np.array([[run.curve[s] for s in steps] for run in runs])
+                mean = values.mean(0)
+                band = np.array([confidence_95(values[:, j]) for j in range(len(steps))])
+                episodes = np.array(steps) / EPISODE_LENGTH
+                (line,) = ax.plot(episodes, mean, label=f"{label(group)} (n={len(runs)})")
+                if len(runs) > 1:
+                    ax.fill_between(episodes, mean - band, mean + band, alpha=0.2, color=line.get_color())
+            if env_id in random and metric == DEFAULT_METRIC:
+                ax.axhline(random[env_id], color="gray", linestyle="--", label="random actions")
+            ax.set_title(env_id)
+            ax.set_xlabel(f"env episodes ({EPISODE_LENGTH} steps each)")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def parse_thresholds(items: list[str]) -> dict[str, float]:
+def parse_env_values(items: list[str]) -> dict[str, float]:
     return {env_id: float(value) for env_id, value in (item.split("=") for item in items)}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--metric", default="eval/episodic_return")
+    parser.add_argument(
+        "--metric", nargs="+", default=[DEFAULT_METRIC], help="the first makes the table; each a row of panels"
+    )
     parser.add_argument("--filter", nargs="*", default=[], help="only groups whose name contains one of these")
     parser.add_argument("--min-step", type=int, default=0, help="leave out runs that stop before this env step")
     parser.add_argument("--at", type=int, default=None, help="also report the metric at this env step")
     parser.add_argument("--threshold", nargs="*", default=[], help="ENV=VALUE: env steps to reach VALUE")
+    parser.add_argument("--random", nargs="*", default=[], help="ENV=VALUE: the random-action return, as a reference")
     parser.add_argument("--plot", default=None, help="write the learning curves to this PNG")
     cli = parser.parse_args()
-    found = read_runs(cli.runs_dir, cli.metric, cli.min_step)
-    found = {group: runs for group, runs in found.items() if not cli.filter or any(f in group for f in cli.filter)}
-    if not found:
-        raise SystemExit(f"error: no run in {cli.runs_dir} logs {cli.metric}")
-    print(table(found, parse_thresholds(cli.threshold), cli.at))
+    curves = {}
+    for metric in cli.metric:
+        found = read_runs(cli.runs_dir, metric, cli.min_step)
+        curves[metric] = {g: runs for g, runs in found.items() if not cli.filter or any(f in g for f in cli.filter)}
+    if not curves[cli.metric[0]]:
+        raise SystemExit(f"error: no run in {cli.runs_dir} logs {cli.metric[0]}")
+    random = parse_env_values(cli.random)
+    print(table(curves[cli.metric[0]], parse_env_values(cli.threshold), cli.at, random))
     if cli.plot:
-        plot(found, cli.plot, cli.metric)
+        plot(curves, cli.plot, random)
         print(f"\nplot written to {cli.plot}")

@@ -8,6 +8,7 @@ rerunning the grid only does what is missing. A failed run is reported with its 
 does not stop the others (only the distillations that need it).
 
     python benchmark/run.py --env-ids simple_spread simple_tag simple_push --seeds 1 2 3 --workers 2
+    python benchmark/run.py --env-ids simple_tag --budget 500000 --self-play --workers 2
     python benchmark/run.py --workers 0    # print the commands only
 """
 
@@ -34,6 +35,7 @@ class Job:
     env_id: str
     seed: int
     args: list[str]
+    env_args: list[str] = field(default_factory=list)  # the protocol's opponents, e.g. ENV_ARGS
     after: Job | None = None  # the stage-1 job this distillation reads
     state: str = "waiting"  # waiting, running, done, failed, skipped
     process: subprocess.Popen | None = field(default=None, repr=False)
@@ -61,20 +63,23 @@ class Job:
         if self.after is not None:
             stage1 = self.after.finished_run(runs_dir) or f"<{self.after.name} run of seed {self.seed}>"
             return cmd + ["--global-run", stage1, *self.args]
-        return cmd + ["--env-id", self.env_id, "--save-model", *ENV_ARGS.get(self.env_id, []), *self.args]
+        return cmd + ["--env-id", self.env_id, "--save-model", *self.env_args, *self.args]
 
 
-def build_grid(env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_args) -> list[Job]:
+def build_grid(env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_args, self_play=False) -> list[Job]:
+    """With `self_play`, every agent learns (no ENV_ARGS) and the runs are named `*_selfplay`."""
     jobs = []
     for env_id in env_ids:
+        env_args = [] if self_play else ENV_ARGS.get(env_id, [])
+        suffix = "_selfplay" if self_play and env_id in ENV_ARGS else ""
         for seed in seeds:
             budget_args = ["--total-timesteps", str(budget)]
-            stage1 = Job("ctedd_global", "ctedd_global.py", env_id, seed, budget_args + ctedd_args)
+            stage1 = Job(f"ctedd_global{suffix}", "ctedd_global.py", env_id, seed, budget_args + ctedd_args, env_args)
             jobs.append(stage1)
             for k in bits:
                 jobs.append(
                     Job(
-                        "ctedd_distill",
+                        f"ctedd_distill{suffix}",
                         "ctedd_distill.py",
                         env_id,
                         seed,
@@ -84,11 +89,12 @@ def build_grid(env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_ar
                 )
                 jobs.append(
                     Job(
-                        f"maddpg_k{k}",
+                        f"maddpg_k{k}{suffix}",
                         "maddpg.py",
                         env_id,
                         seed,
                         budget_args + ["--message-bits", str(k)] + maddpg_args,
+                        env_args,
                     )
                 )
     return jobs
@@ -142,6 +148,7 @@ if __name__ == "__main__":
     parser.add_argument("--ctedd-args", default="", help="extra arguments for ctedd_global.py")
     parser.add_argument("--maddpg-args", default="", help="extra arguments for maddpg.py")
     parser.add_argument("--distill-args", default="", help="extra arguments for ctedd_distill.py")
+    parser.add_argument("--self-play", action="store_true", help="all agents learn, also in simple_tag")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--logs-dir", default="benchmark/logs")
@@ -156,6 +163,7 @@ if __name__ == "__main__":
         shlex.split(cli.ctedd_args),
         shlex.split(cli.maddpg_args),
         shlex.split(cli.distill_args),
+        cli.self_play,
     )
     if cli.workers == 0:
         for job in grid:

@@ -65,6 +65,15 @@ def test_grid_expansion():
     assert all("--global-run" in " ".join(job.command("runs")) for job in distill)
 
 
+def test_self_play_grid_drops_the_scripted_opponents_and_names_the_runs_apart():
+    jobs = run.build_grid(["simple_tag", "simple_push"], [1], [1], 5000, [], [], [], self_play=True)
+    commands = {job.name: " ".join(job.command("runs")) for job in jobs if job.env_id == "simple_tag"}
+    assert sorted(commands) == ["ctedd_distill_selfplay", "ctedd_global_selfplay", "maddpg_k1_selfplay"]
+    assert not any("--opponents" in c for c in commands.values())
+    push_names = sorted(job.name for job in jobs if job.env_id == "simple_push")
+    assert push_names == ["ctedd_distill", "ctedd_global", "maddpg_k1"]  # push is always self-play
+
+
 def read_events(root):
     return [line.split() for line in (root / "events.txt").read_text().splitlines()]
 
@@ -115,14 +124,19 @@ def test_report_table_and_plot_from_synthetic_event_files(tmp_path):
     write_run(runs, "simple_spread__unfinished__1__1", [-90], steps=(100_000,))
     groups = report.read_runs(str(runs), "eval/episodic_return", min_step=300_000)
     assert sorted(groups) == ["simple_spread__ctedd_distill__k1", "simple_spread__maddpg_k1"]
-    text = report.table(groups, {"simple_spread": -45}, at=200_000)
-    row = next(line for line in text.splitlines() if "maddpg_k1" in line)
+    text = report.table(groups, {"simple_spread": -45}, at=200_000, random={"simple_spread": -79.8})
+    row = next(line for line in text.splitlines() if "MADDPG-1" in line)
     finals = np.array([-40, -44, -41])
     assert f"{finals.mean():.2f} ± {finals.std():.2f}" in row
     assert f"{np.mean([-50, -45, -55]):.2f}" in row  # the value at 200k steps
     assert "300k, 200k, 300k (>= -45)" in row  # env steps to reach the threshold, per seed
+    assert "simple_spread MADDPG-1 |" in row and "simple_spread CTEDD-1 |" in text
+    assert report.label("simple_tag__ctedd_global_selfplay") == "CTEDD-G (self-play)"
+    random_row = text.splitlines()[-1]
+    assert "random actions" in random_row and "-79.80" in random_row
+    assert random_row.count("|") == text.splitlines()[0].count("|")
     assert report.steps_to_reach({100: -60, 200: -45, 300: -40}, -45) == 200
     band = report.confidence_95(finals.astype(float))
     assert band == pytest.approx(4.30 * finals.std(ddof=1) / np.sqrt(3))
-    report.plot(groups, str(tmp_path / "docs" / "curves.png"), "return")
+    report.plot({"eval/episodic_return": groups}, str(tmp_path / "docs" / "curves.png"), {"simple_spread": -79.8})
     assert (tmp_path / "docs" / "curves.png").stat().st_size > 1000
