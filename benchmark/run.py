@@ -66,7 +66,9 @@ class Job:
         return cmd + ["--env-id", self.env_id, "--save-model", *self.env_args, *self.args]
 
 
-def build_grid(env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_args, self_play=False) -> list[Job]:
+def build_grid(
+    env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_args, self_play=False, methods=("ctedd", "maddpg")
+) -> list[Job]:
     """With `self_play`, every agent learns (no ENV_ARGS) and the runs are named `*_selfplay`."""
     jobs = []
     for env_id in env_ids:
@@ -75,28 +77,31 @@ def build_grid(env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_ar
         for seed in seeds:
             budget_args = ["--total-timesteps", str(budget)]
             stage1 = Job(f"ctedd_global{suffix}", "ctedd_global.py", env_id, seed, budget_args + ctedd_args, env_args)
-            jobs.append(stage1)
+            if "ctedd" in methods:
+                jobs.append(stage1)
             for k in bits:
-                jobs.append(
-                    Job(
-                        f"ctedd_distill{suffix}",
-                        "ctedd_distill.py",
-                        env_id,
-                        seed,
-                        ["--message-bits", str(k)] + distill_args,
-                        after=stage1,
+                if "ctedd" in methods:
+                    jobs.append(
+                        Job(
+                            f"ctedd_distill{suffix}",
+                            "ctedd_distill.py",
+                            env_id,
+                            seed,
+                            ["--message-bits", str(k)] + distill_args,
+                            after=stage1,
+                        )
                     )
-                )
-                jobs.append(
-                    Job(
-                        f"maddpg_k{k}{suffix}",
-                        "maddpg.py",
-                        env_id,
-                        seed,
-                        budget_args + ["--message-bits", str(k)] + maddpg_args,
-                        env_args,
+                if "maddpg" in methods:
+                    jobs.append(
+                        Job(
+                            f"maddpg_k{k}{suffix}",
+                            "maddpg.py",
+                            env_id,
+                            seed,
+                            budget_args + ["--message-bits", str(k)] + maddpg_args,
+                            env_args,
+                        )
                     )
-                )
     return jobs
 
 
@@ -148,6 +153,7 @@ if __name__ == "__main__":
     parser.add_argument("--ctedd-args", default="", help="extra arguments for ctedd_global.py")
     parser.add_argument("--maddpg-args", default="", help="extra arguments for maddpg.py")
     parser.add_argument("--distill-args", default="", help="extra arguments for ctedd_distill.py")
+    parser.add_argument("--methods", nargs="+", choices=["ctedd", "maddpg"], default=["ctedd", "maddpg"])
     parser.add_argument("--self-play", action="store_true", help="all agents learn, also in simple_tag")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
     parser.add_argument("--runs-dir", default="runs")
@@ -164,6 +170,7 @@ if __name__ == "__main__":
         shlex.split(cli.maddpg_args),
         shlex.split(cli.distill_args),
         cli.self_play,
+        cli.methods,
     )
     if cli.workers == 0:
         for job in grid:

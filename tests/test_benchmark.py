@@ -74,6 +74,13 @@ def test_self_play_grid_drops_the_scripted_opponents_and_names_the_runs_apart():
     assert push_names == ["ctedd_distill", "ctedd_global", "maddpg_k1"]  # push is always self-play
 
 
+def test_methods_restricts_the_grid():
+    only_maddpg = run.build_grid(["simple_spread"], [2, 3], [3], 5000, [], [], [], methods=["maddpg"])
+    assert [(job.name, job.seed) for job in only_maddpg] == [("maddpg_k3", 2), ("maddpg_k3", 3)]
+    only_ctedd = run.build_grid(["simple_spread"], [1], [1, 3], 5000, [], [], [], methods=["ctedd"])
+    assert [job.script for job in only_ctedd] == ["ctedd_global.py", "ctedd_distill.py", "ctedd_distill.py"]
+
+
 def read_events(root):
     return [line.split() for line in (root / "events.txt").read_text().splitlines()]
 
