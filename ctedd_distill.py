@@ -16,7 +16,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import ACTION_DIM, MPEEnv, evaluate, log_episode
+from common.envs import ACTION_DIM, MPEEnv, describe_episode, evaluate, log_episode
 from common.utils import UsageError, load_checkpoint, save_checkpoint
 
 
@@ -256,7 +256,7 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
         raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.env_id}: {err}") from err
     video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
     result = evaluate(env, local_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
-    print(f"eval over {args.eval_episodes} episodes: episodic_return={result['sum']:.2f} {result['team_returns']}")
+    print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
     return result
 
 
@@ -348,7 +348,7 @@ def main(args: Args) -> dict:
     minutes = (time.time() - start_time) / 60
     writer.add_scalar("charts/distill_minutes", minutes, rb.num_added)
     print(
-        f"final eval: episodic_return={result['sum']:.2f} {result['team_returns']}"
+        f"final eval: {describe_episode(result)}"
         f" | teacher {teacher_result['sum']:.2f} | kept {kept(result):.3f} of the teacher's return above random"
         f" | {minutes:.1f} min"
     )

@@ -18,7 +18,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import ACTION_DIM, MPEEnv, check_env_id, evaluate, log_episode
+from common.envs import ACTION_DIM, MPEEnv, check_env_id, describe_episode, evaluate, log_episode
 from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint
 
 
@@ -252,7 +252,7 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
         raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {args.env_id}: {err}") from err
     video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
     result = evaluate(env, deterministic_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
-    print(f"eval over {args.eval_episodes} episodes: episodic_return={result['sum']:.2f} {result['team_returns']}")
+    print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
     return result
 
 
@@ -461,8 +461,9 @@ def main(args: Args) -> dict:
         ):
             save_run(run_dir, args, modules, rb, rng, global_step + 1)
 
-    print(f"final eval: episodic_return={result['sum']:.2f} {result['team_returns']}")
-    print(f"time: {seconds}, SPS {int((args.total_timesteps - start_step) / (time.time() - start_time))}")
+    print(f"final eval: {describe_episode(result)}")
+    sps = int((args.total_timesteps - start_step) / (time.time() - start_time))
+    print("time: " + ", ".join(f"{part} {t:.0f} s" for part, t in seconds.items()) + f", SPS {sps}")
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
         save_checkpoint(

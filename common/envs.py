@@ -234,3 +234,9 @@ def log_episode(writer, prefix: str, summary: dict, step: int) -> None:
     for name, value in {**summary["team_returns"], **summary["returns"]}.items():
         writer.add_scalar(f"{prefix}/episodic_return/{name}", value, step)
     writer.add_scalar(f"{prefix}/episodic_length", summary["length"], step)
+
+
+def describe_episode(summary: dict) -> str:
+    """`episodic_return=<sum> (<team> <return>, ...)` for the console."""
+    teams = ", ".join(f"{team} {value:.2f}" for team, value in summary["team_returns"].items())
+    return f"episodic_return={summary['sum']:.2f} ({teams})"
