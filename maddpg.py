@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
 from common.envs import ACTION_DIM, MPEEnv, check_env_id, describe_episode, evaluate, log_episode
-from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint
+from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint, timing_line
 
 
 @dataclass
@@ -380,8 +380,7 @@ def main(args: Args) -> dict:
             log_episode(writer, "eval", result, global_step + 1)
 
     print(f"final eval: {describe_episode(result)}")
-    sps = int(args.total_timesteps / (time.time() - start_time))
-    print("time: " + ", ".join(f"{part} {t:.0f} s" for part, t in seconds.items()) + f", SPS {sps}")
+    print(timing_line(args.total_timesteps, start_time, seconds))
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
         save_checkpoint(

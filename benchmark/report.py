@@ -116,13 +116,15 @@ def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | 
 
 
 def label(group: str) -> str:
-    """The paper's names: ctedd_global -> CTEDD-G, ctedd_distill__k1 -> CTEDD-1, maddpg_k3 -> MADDPG-3."""
+    """The paper's names for the runner's runs: ctedd_global -> CTEDD-G, ctedd_distill__k1 -> CTEDD-1,
+    maddpg_k3 -> MADDPG-3, and `(self-play)` for their `*_selfplay` variants."""
     name = group.split("__", 1)[1]
-    match = re.fullmatch(r"(ctedd_global|ctedd_distill__k|maddpg_k)(\d*)(_selfplay)?", name)
+    match = re.fullmatch(r"(ctedd_global|ctedd_distill|maddpg)(?:_k(\d+))?(_selfplay)?(?:__k(\d+))?", name)
     if match is None:
         return name
-    method = {"ctedd_global": "CTEDD-G", "ctedd_distill__k": "CTEDD-", "maddpg_k": "MADDPG-"}[match[1]]
-    return method + match[2] + (" (self-play)" if match[3] else "")
+    bits = match[2] or match[4] or ""
+    method = {"ctedd_global": "CTEDD-G", "ctedd_distill": f"CTEDD-{bits}", "maddpg": f"MADDPG-{bits}"}[match[1]]
+    return method + (" (self-play)" if match[3] else "")
 
 
 def plot(curves: dict[str, dict[str, list[Run]]], path: str, random: dict[str, float]) -> None:

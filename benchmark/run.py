@@ -76,32 +76,21 @@ def build_grid(
         suffix = "_selfplay" if self_play and env_id in ENV_ARGS else ""
         for seed in seeds:
             budget_args = ["--total-timesteps", str(budget)]
-            stage1 = Job(f"ctedd_global{suffix}", "ctedd_global.py", env_id, seed, budget_args + ctedd_args, env_args)
             if "ctedd" in methods:
-                jobs.append(stage1)
-            for k in bits:
-                if "ctedd" in methods:
-                    jobs.append(
-                        Job(
-                            f"ctedd_distill{suffix}",
-                            "ctedd_distill.py",
-                            env_id,
-                            seed,
-                            ["--message-bits", str(k)] + distill_args,
-                            after=stage1,
-                        )
-                    )
-                if "maddpg" in methods:
-                    jobs.append(
-                        Job(
-                            f"maddpg_k{k}{suffix}",
-                            "maddpg.py",
-                            env_id,
-                            seed,
-                            budget_args + ["--message-bits", str(k)] + maddpg_args,
-                            env_args,
-                        )
-                    )
+                stage1 = Job(
+                    f"ctedd_global{suffix}", "ctedd_global.py", env_id, seed, budget_args + ctedd_args, env_args
+                )
+                distill = [["--message-bits", str(k)] + distill_args for k in bits]
+                jobs += [stage1] + [
+                    Job(f"ctedd_distill{suffix}", "ctedd_distill.py", env_id, seed, args, after=stage1)
+                    for args in distill
+                ]
+            if "maddpg" in methods:
+                maddpg = [budget_args + ["--message-bits", str(k)] + maddpg_args for k in bits]
+                jobs += [
+                    Job(f"maddpg_k{k}{suffix}", "maddpg.py", env_id, seed, args, env_args)
+                    for k, args in zip(bits, maddpg)
+                ]
     return jobs
 
 

@@ -65,3 +65,9 @@ def progress_line(step: int, total: int, start_time: float, recent_returns: list
         f"step {step}/{total} | return (last {len(recent_returns)} ep) {recent} | SPS {sps:.0f} | {shares} "
         f"| left {left / 60:.1f} min"
     )
+
+
+def timing_line(steps: int, start_time: float, seconds: dict) -> str:
+    """The end-of-run summary: seconds spent per part of the loop, and SPS over the whole run."""
+    parts = ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+    return f"time: {parts}, SPS {steps / max(time.time() - start_time, 1e-9):.0f}"

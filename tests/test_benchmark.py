@@ -60,6 +60,7 @@ def test_grid_expansion():
     assert all("--total-timesteps 5000" in c for c in stage1)
     maddpg = [c for c in commands if "maddpg.py" in c]
     assert sorted(c.split("--message-bits ")[1].split()[0] for c in maddpg) == ["1", "1", "3", "3"]
+    assert all("--opponents scripted" in c for c in maddpg)
     distill = [job for job in jobs if job.script == "ctedd_distill.py"]
     assert all(job.after.script == "ctedd_global.py" and job.after.seed == job.seed for job in distill)
     assert all("--global-run" in " ".join(job.command("runs")) for job in distill)
@@ -139,6 +140,8 @@ def test_report_table_and_plot_from_synthetic_event_files(tmp_path):
     assert "300k, 200k, 300k (>= -45)" in row  # env steps to reach the threshold, per seed
     assert "simple_spread MADDPG-1 |" in row and "simple_spread CTEDD-1 |" in text
     assert report.label("simple_tag__ctedd_global_selfplay") == "CTEDD-G (self-play)"
+    assert report.label("simple_tag__ctedd_distill_selfplay__k3") == "CTEDD-3 (self-play)"
+    assert report.label("simple_tag__maddpg_k1_selfplay") == "MADDPG-1 (self-play)"
     random_row = text.splitlines()[-1]
     assert "random actions" in random_row and "-79.80" in random_row
     assert random_row.count("|") == text.splitlines()[0].count("|")

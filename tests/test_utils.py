@@ -1,7 +1,9 @@
+import time
+
 import pytest
 import torch
 
-from common.utils import UsageError, atomic_write, load_checkpoint, save_checkpoint
+from common.utils import UsageError, atomic_write, load_checkpoint, save_checkpoint, timing_line
 
 
 def test_a_crash_while_writing_keeps_the_previous_file(tmp_path):
@@ -32,3 +34,11 @@ def test_checkpoints_load_safely_and_refuse_garbage(tmp_path):
     torch.save({"args": Arbitrary()}, tmp_path / "pickled.pt")
     with pytest.raises(UsageError, match="not readable"):  # weights_only=True refuses arbitrary objects
         load_checkpoint(tmp_path / "pickled.pt")
+
+
+def test_timing_line_gives_seconds_per_part_and_steps_per_second():
+    start = time.time() - 4.0
+    line = timing_line(8000, start, {"env": 2.4, "act": 0.6, "update": 1.0})
+    parts, sps = line.split(", SPS ")
+    assert parts == "time: env 2 s, act 1 s, update 1 s"
+    assert 1900 <= int(sps) <= 2000  # 8000 steps in a little over 4 s
