@@ -16,7 +16,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import ACTION_DIM, MPEEnv, describe_episode, evaluate, log_episode
+from common.envs import ACTION_DIM, TASK_SETTINGS, MPEEnv, describe_episode, evaluate, log_episode, make_env
 from common.utils import UsageError, load_checkpoint, save_checkpoint
 
 
@@ -223,15 +223,15 @@ def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, 
     path = models[0]
     checkpoint = load_checkpoint(path)
     stage1 = saved_args(checkpoint, path)
-    env = MPEEnv(stage1["env_id"], stage1["opponents"])
+    env = make_env(stage1)
     teacher = GlobalPolicy(env.num_agents, env.state_dim, stage1["hidden_dim"]).to(device)
     try:
         teacher.load_state_dict(checkpoint.get("policy", {}))
     except RuntimeError as err:
-        raise UsageError(f"checkpoint {path} is not a ctedd_global.py global policy for {env.env_id}") from err
+        raise UsageError(f"checkpoint {path} is not a ctedd_global.py global policy for {env.task}") from err
     rb = ReplayBuffer.load(
         os.path.join(args.global_run, "buffer.npz"),
-        env.env_id,
+        env.task,
         env.num_agents,
         env.obs_width,
         env.state_dim,
@@ -246,14 +246,14 @@ def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, 
 def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     checkpoint = load_checkpoint(args.eval_checkpoint)
     saved = saved_args(checkpoint, args.eval_checkpoint)
-    env = MPEEnv(saved["env_id"], saved["opponents"], render_mode="rgb_array" if args.capture_video else None)
+    env = make_env(saved, render=args.capture_video)
     policy = LocalPolicies(
         env.num_agents, env.obs_width, saved["hidden_dim"], saved["message_bits"], saved["message_type"]
     )
     try:
         policy.to(device).load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.env_id}: {err}") from err
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.task}: {err}") from err
     video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
     result = evaluate(env, local_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
@@ -267,7 +267,7 @@ def main(args: Args) -> dict:
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
     teacher, stage1, env, rb = load_teacher(args, device)
-    run_name = f"{env.env_id}__{args.exp_name}__k{args.message_bits}__{args.seed}__{int(time.time())}"
+    run_name = f"{env.task}__{args.exp_name}__k{args.message_bits}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
 
@@ -292,7 +292,7 @@ def main(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # env setup: for evaluation only; distillation uses no new environment samples
-    eval_env = MPEEnv(env.env_id, env.opponents, render_mode="rgb_array" if args.capture_video else None)
+    eval_env = make_env(stage1, render=args.capture_video)
     student = LocalPolicies(env.num_agents, env.obs_width, args.hidden_dim, args.message_bits, args.message_type)
     student = student.to(device)
     optimizer = optim.Adam(student.parameters(), lr=args.learning_rate)
@@ -354,7 +354,7 @@ def main(args: Args) -> dict:
     )
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-        checkpoint_args = {**vars(args), "env_id": env.env_id, "opponents": env.opponents}
+        checkpoint_args = {**vars(args), **{key: stage1.get(key) for key in TASK_SETTINGS}}
         save_checkpoint(model_path, {"args": checkpoint_args, "policy": student.state_dict()})
         print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
     env.close()

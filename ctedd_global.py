@@ -18,7 +18,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import ACTION_DIM, MPEEnv, check_env_id, describe_episode, evaluate, log_episode
+from common.envs import ACTION_DIM, MPEEnv, check_task, describe_episode, evaluate, log_episode, make_env, task_of
 from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint, timing_line
 
 
@@ -53,9 +53,14 @@ class Args:
 
     # Algorithm specific arguments
     env_id: str = "simple_push"
-    """the MPE environment: simple_push, simple_tag, simple_spread or simple_adversary"""
+    """the MPE environment: simple_push, simple_tag, simple_spread, simple_adversary, simple_speaker_listener
+    or simple_reference"""
     opponents: Literal["learn", "scripted"] = "learn"
     """learn: every agent is trained; scripted: simple_tag's prey / simple_push's adversary are scripted"""
+    agent_neighbors: int | None = None
+    """partial observation (spread, tag, adversary): each agent sees only its N nearest other agents"""
+    landmark_neighbors: int | None = None
+    """partial observation (spread, tag, adversary): each agent sees only its N nearest landmarks"""
     total_timesteps: int = 1_000_000
     """total env steps of the experiment"""
     learning_rate: float = 1e-2
@@ -94,7 +99,7 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
 
 
 def check_args(args: Args) -> None:
-    check_env_id(args.env_id)
+    check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
     for name in ("total_timesteps", "buffer_size", "batch_size", "train_frequency", "eval_frequency", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -239,17 +244,16 @@ def deterministic_actor(policy: GlobalPolicy, device: torch.device):
 def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     checkpoint = load_checkpoint(args.eval_checkpoint)
     saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
-    if (saved.env_id, saved.opponents) != (args.env_id, args.opponents):
+    if task_of(vars(saved)) != task_of(vars(args)):
         raise UsageError(
-            f"checkpoint {args.eval_checkpoint} was trained on {saved.env_id} with --opponents {saved.opponents}, "
-            f"not {args.env_id} with --opponents {args.opponents}"
+            f"checkpoint {args.eval_checkpoint} was trained on {task_of(vars(saved))}, not {task_of(vars(args))}"
         )
-    env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    env = make_env(vars(args), render=args.capture_video)
     policy = make_policy(saved, env).to(device)
     try:
         policy.load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {args.env_id}: {err}") from err
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.task}: {err}") from err
     video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
     result = evaluate(env, deterministic_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
@@ -273,7 +277,7 @@ def main(args: Args) -> dict:
     if args.resume:
         args = resume_args(args)
     run_name = os.path.basename(os.path.normpath(args.resume)) if args.resume else None
-    run_name = run_name or f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = run_name or f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
     if args.track:
         import wandb
@@ -300,8 +304,8 @@ def main(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
 
     # env setup
-    env = MPEEnv(args.env_id, args.opponents)
-    eval_env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    env = make_env(vars(args))
+    eval_env = make_env(vars(args), render=args.capture_video)
     num_agents = env.num_agents
 
     policy = make_policy(args, env).to(device)
@@ -346,7 +350,7 @@ def main(args: Args) -> dict:
         torch.set_rng_state(checkpoint["torch_rng"])
         rb = ReplayBuffer.load(
             os.path.join(args.resume, "buffer.npz"),
-            args.env_id,
+            env.task,
             num_agents,
             env.obs_width,
             env.state_dim,
@@ -479,7 +483,7 @@ def main(args: Args) -> dict:
 
 def save_run(run_dir: str, args: Args, modules: dict, rb: ReplayBuffer, rng, global_step: int) -> None:
     """A resumable checkpoint: the buffer first, then the weights and state that point at it."""
-    rb.save(f"{run_dir}/buffer.npz", env_id=args.env_id)
+    rb.save(f"{run_dir}/buffer.npz", task=task_of(vars(args)))
     checkpoint = {name: module.state_dict() for name, module in modules.items()}
     checkpoint.update(
         args=vars(args), global_step=global_step, numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state()

@@ -16,7 +16,17 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import ACTION_DIM, MPEEnv, check_env_id, describe_episode, evaluate, log_episode
+from common.envs import (
+    ACTION_DIM,
+    MPEEnv,
+    check_task,
+    describe_episode,
+    evaluate,
+    log_episode,
+    make_env,
+    task_flags,
+    task_of,
+)
 from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint, timing_line
 
 
@@ -47,9 +57,14 @@ class Args:
 
     # Algorithm specific arguments
     env_id: str = "simple_push"
-    """the MPE environment: simple_push, simple_tag, simple_spread or simple_adversary"""
+    """the MPE environment: simple_push, simple_tag, simple_spread, simple_adversary, simple_speaker_listener
+    or simple_reference"""
     opponents: Literal["learn", "scripted"] = "learn"
     """learn: every agent is trained; scripted: simple_tag's prey / simple_push's adversary are scripted"""
+    agent_neighbors: int | None = None
+    """partial observation (spread, tag, adversary): each agent sees only its N nearest other agents"""
+    landmark_neighbors: int | None = None
+    """partial observation (spread, tag, adversary): each agent sees only its N nearest landmarks"""
     total_timesteps: int = 1_000_000
     """total env steps of the experiment"""
     learning_rate: float = 1e-2
@@ -78,6 +93,10 @@ class Args:
     """k, the bits each agent broadcasts per step (0: plain MADDPG; the paper uses 1 and 3)"""
     message_type: Literal["binary", "continuous"] = "binary"
     """binary: k bits in {-1, +1} (straight-through gradients); continuous: k reals in (-1, 1)"""
+    channel: Literal["differentiable", "reinforced"] = "differentiable"
+    """how the channel is learned. differentiable: the receivers' actor losses reach the sender's Part 1 through
+    the bits (straight-through, as in DIAL); reinforced: the bits are part of the sender's action, every critic
+    sees them, the sender's Part 1 ascends its own Q_i, and exploration perturbs the bits too"""
     eval_frequency: int = 50_000
     """evaluate the deterministic policies every `eval_frequency` env steps"""
     eval_episodes: int = 10
@@ -88,7 +107,7 @@ EVAL_SEED = 10_000
 
 
 def check_args(args: Args) -> None:
-    check_env_id(args.env_id)
+    check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
     for name in ("total_timesteps", "buffer_size", "batch_size", "train_frequency", "eval_frequency", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -163,23 +182,47 @@ class LocalPolicies(nn.Module):
         n, batch, k = messages.shape
         return messages[self.others].permute(0, 2, 1, 3).reshape(n, batch, (n - 1) * k)
 
-    def preactivation(self, obs: torch.Tensor) -> torch.Tensor:
+    def preactivation(self, obs: torch.Tensor, messages: torch.Tensor | None = None) -> torch.Tensor:
+        """Part 2 before the tanh; `messages` (N, B, k): what was sent this step (default: Part 1 of obs)."""
         if self.message_bits == 0:
             return self.action_net(obs)
-        return self.action_net(torch.cat([obs, self.received(self.messages(obs))], dim=-1))
+        messages = self.messages(obs) if messages is None else messages
+        return self.action_net(torch.cat([obs, self.received(messages)], dim=-1))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.preactivation(obs))
 
 
-class Critics(nn.Module):
-    """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N), one network each. In MPE the joint
-    observation is the full state s (env.state() concatenates every agent's observation).
-    state (B, S) and joint_actions (B, 2N), or (N, B, 2N) with critic i reading row i -> Q (N, B)."""
+def critic_actions(policy: LocalPolicies, obs: torch.Tensor, reinforced: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each agent's action as the critics see it, (N, B, action_dim), and the forces' preactivation.
+    differentiable: a_i is the force, and the bits agent i heard carry its loss back to the senders' Part 1;
+    reinforced: a_i is the force and the message sent; the receivers hear the bits detached, so a
+    sender's Part 1 learns only from its own Q_i, through its own message."""
+    if not reinforced:
+        preactivation = policy.preactivation(obs)
+        return preactivation, torch.tanh(preactivation)
+    messages = policy.messages(obs)
+    preactivation = policy.preactivation(obs, messages.detach())
+    return preactivation, torch.cat([torch.tanh(preactivation), messages], dim=-1)
 
-    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+
+def perturbed_messages(policy: LocalPolicies, obs: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """Exploration of the reinforced channel: Gaussian noise on tanh(Part 1's logits), then the channel
+    (sign for bits: a bit flips with probability P(noise > |tanh(logit)|); clip for reals)."""
+    logits = policy.message_net(obs)
+    noisy = torch.tanh(logits) + noise_std * torch.randn_like(logits)
+    return torch.where(noisy >= 0, 1.0, -1.0) if policy.message_type == "binary" else noisy.clamp(-1.0, 1.0)
+
+
+class Critics(nn.Module):
+    """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N), one network each. The joint observation is
+    the full state s (every agent's full observation). An agent's action a_i is its force (2 values), and
+    in the reinforced channel also its message (k more). state (B, S) and joint_actions (B, N * action_dim),
+    or (N, B, N * action_dim) with critic i reading row i -> Q (N, B)."""
+
+    def __init__(self, num_agents: int, state_dim: int, action_dim: int, hidden: int):
         super().__init__()
-        self.net = agent_mlp(num_agents, state_dim + num_agents * ACTION_DIM, hidden, 1)
+        self.net = agent_mlp(num_agents, state_dim + num_agents * action_dim, hidden, 1)
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([state.expand(*joint_actions.shape[:-1], -1), joint_actions], dim=-1)
@@ -195,12 +238,12 @@ def td_target(rewards, terminations, next_q, gamma):
 
 def own_action_joint(buffer_actions: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
     """Critic i's joint action for agent i's actor loss: a_i from the current policy, a_j (j != i)
-    from the buffer. buffer_actions (B, N, 2), policy_actions (N, B, 2) -> (N, B, 2N)."""
-    n, batch, _ = policy_actions.shape
+    from the buffer. buffer_actions (B, N, A), policy_actions (N, B, A) -> (N, B, N * A)."""
+    n, batch, action_dim = policy_actions.shape
     own = torch.eye(n, device=policy_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
     current = policy_actions.transpose(0, 1).unsqueeze(0)  # (1, B, N, 2)
     joint = own * current + (1 - own) * buffer_actions.unsqueeze(0)
-    return joint.reshape(n, batch, n * ACTION_DIM)
+    return joint.reshape(n, batch, n * action_dim)
 
 
 def clip_grad_norm_per_agent_(parameters, max_norm: float) -> None:
@@ -234,17 +277,16 @@ def deterministic_actor(policy: LocalPolicies, device: torch.device):
 def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     checkpoint = load_checkpoint(args.eval_checkpoint)
     saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
-    if (saved.env_id, saved.opponents) != (args.env_id, args.opponents):
+    if task_of(vars(saved)) != task_of(vars(args)):
         raise UsageError(
-            f"checkpoint {args.eval_checkpoint} was trained on {saved.env_id} with --opponents {saved.opponents}, "
-            f"not {args.env_id} with --opponents {args.opponents}"
+            f"checkpoint {args.eval_checkpoint} was trained on {task_of(vars(saved))}, not {task_of(vars(args))}"
         )
-    env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    env = make_env(vars(args), render=args.capture_video)
     policy = make_policy(saved, env).to(device)
     try:
         policy.load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {args.env_id}: {err}") from err
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.task}: {err}") from err
     video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
     result = evaluate(env, deterministic_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
@@ -257,7 +299,7 @@ def main(args: Args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
 
@@ -283,15 +325,18 @@ def main(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
 
     # env setup
-    env = MPEEnv(args.env_id, args.opponents)
-    eval_env = MPEEnv(args.env_id, args.opponents, render_mode="rgb_array" if args.capture_video else None)
+    env = make_env(vars(args))
+    eval_env = make_env(vars(args), render=args.capture_video)
     num_agents = env.num_agents
 
     policy = make_policy(args, env).to(device)
     target_policy = make_policy(args, env).to(device)
     target_policy.load_state_dict(policy.state_dict())
-    critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
-    target_critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
+    # paper is silent on how MADDPG-k learns its channel; see --channel
+    reinforced = args.channel == "reinforced" and args.message_bits > 0
+    action_dim = ACTION_DIM + (args.message_bits if reinforced else 0)
+    critics = Critics(num_agents, env.state_dim, action_dim, args.hidden_dim).to(device)
+    target_critics = Critics(num_agents, env.state_dim, action_dim, args.hidden_dim).to(device)
     target_critics.load_state_dict(critics.state_dict())
     q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
     actor_optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate)
@@ -301,6 +346,7 @@ def main(args: Args) -> dict:
         num_agents,
         env.obs_width,
         env.state_dim,
+        action_dim,
         device=device,
         seed=args.seed,
     )
@@ -314,8 +360,13 @@ def main(args: Args) -> dict:
     for global_step in range(args.total_timesteps):
         # ALGO LOGIC: put action logic here
         tick = time.perf_counter()
-        forces = act(obs, state)
+        with torch.no_grad():
+            obs_t = torch.from_numpy(obs).to(device).unsqueeze(1)
+            # in the reinforced channel the bits are actions too, explored like the forces
+            messages = perturbed_messages(policy, obs_t, args.exploration_noise) if reinforced else None
+            forces = torch.tanh(policy.preactivation(obs_t, messages)).squeeze(1).cpu().numpy()
         forces = (forces + rng.normal(0.0, args.exploration_noise, forces.shape)).clip(-1.0, 1.0)
+        actions = np.concatenate([forces, messages.squeeze(1).cpu().numpy()], -1) if reinforced else forces
         seconds["act"] += time.perf_counter() - tick
 
         # TRY NOT TO MODIFY: execute the game and log data.
@@ -324,7 +375,7 @@ def main(args: Args) -> dict:
         seconds["env"] += time.perf_counter() - tick
 
         # done = termination only: the TD target bootstraps through the 25-step time limit
-        rb.add(state, obs, forces, rewards, terminated, next_state, next_obs)
+        rb.add(state, obs, actions, rewards, terminated, next_state, next_obs)
         obs, state = next_obs, next_state
         if terminated or truncated:
             log_episode(writer, "charts", info["episode"], global_step)
@@ -337,7 +388,8 @@ def main(args: Args) -> dict:
             data = rb.sample(args.batch_size)
             obs_b, next_obs_b = data.obs.transpose(0, 1), data.next_obs.transpose(0, 1)  # agent-major
             with torch.no_grad():
-                next_actions = target_policy(next_obs_b).transpose(0, 1).reshape(args.batch_size, -1)
+                _, next_actions = critic_actions(target_policy, next_obs_b, reinforced)
+                next_actions = next_actions.transpose(0, 1).reshape(args.batch_size, -1)
                 next_q = target_critics(data.next_states, next_actions)
                 target_q = td_target(data.rewards.T, data.terminations, next_q, args.gamma)
             q_values = critics(data.states, data.actions.reshape(args.batch_size, -1))
@@ -348,10 +400,9 @@ def main(args: Args) -> dict:
             clip_grad_norm_per_agent_(critics.parameters(), args.max_grad_norm)
             q_optimizer.step()
 
-            # DDPG actor update for every agent: agent i ascends Q_i through its own action only; the
-            # messages it heard carry the gradient back to the senders' Part 1 (straight-through).
-            preactivation = policy.preactivation(obs_b)
-            joint = own_action_joint(data.actions, torch.tanh(preactivation))
+            # DDPG actor update for every agent: agent i ascends Q_i through its own action only
+            preactivation, policy_actions = critic_actions(policy, obs_b, reinforced)
+            joint = own_action_joint(data.actions, policy_actions)
             actor_loss = -critics(data.states, joint).mean(1).sum()
             actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
             actor_optimizer.zero_grad()
@@ -387,8 +438,8 @@ def main(args: Args) -> dict:
             model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()}
         )
         print(
-            f"model saved to {model_path}; evaluate it with: python maddpg.py --env-id {args.env_id} "
-            f"--opponents {args.opponents} --eval-checkpoint {model_path}"
+            f"model saved to {model_path}; evaluate it with: "
+            f"python maddpg.py {task_flags(vars(args))} --eval-checkpoint {model_path}"
         )
     env.close()
     eval_env.close()

@@ -28,7 +28,7 @@ T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31,
 class Run:
     name: str
     group: str
-    env_id: str
+    task: str
     seed: int
     curve: dict[int, float]  # env step -> metric
     minutes: float
@@ -53,7 +53,7 @@ def read_run(run_dir: str, metric: str) -> Run | None:
     return Run(
         name=name,
         group="__".join(parts[:-2]),
-        env_id=parts[0],
+        task=parts[0],
         seed=int(parts[-2]),
         curve={e.step: e.value for e in scalars},
         minutes=minutes,
@@ -94,13 +94,13 @@ def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | 
     lines = [header, rule]
     for group, runs in sorted(groups.items()):
         finals = np.array([run.curve[max(run.curve)] for run in runs])
-        row = f"| {runs[0].env_id} {label(group)} | {len(runs)} | {finals.mean():.2f} ± {finals.std():.2f} | "
+        row = f"| {runs[0].task} {label(group)} | {len(runs)} | {finals.mean():.2f} ± {finals.std():.2f} | "
         row += ", ".join(f"{v:.2f}" for v in finals) + " |"
         if at:
             values = [run.curve.get(at) for run in runs]
             known = [v for v in values if v is not None]
             row += f" {np.mean(known):.2f} |" if known else " n/a |"
-        threshold = thresholds.get(runs[0].env_id)
+        threshold = thresholds.get(runs[0].task)
         if threshold is None:
             row += " n/a |"
         else:
@@ -110,21 +110,23 @@ def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | 
         sps = [run.sps for run in runs if run.sps is not None]
         row += f" {minutes:.1f} | {np.mean(sps):.0f} |" if sps else f" {minutes:.1f} | n/a |"
         lines.append(row)
-    for env_id, value in sorted((random or {}).items()):
-        lines.append(f"| {env_id} random actions | | {value:.2f} |" + " |" * (lines[1].count("|") - 4))
+    for task, value in sorted((random or {}).items()):
+        lines.append(f"| {task} random actions | | {value:.2f} |" + " |" * (lines[1].count("|") - 4))
     return "\n".join(lines)
 
 
 def label(group: str) -> str:
     """The paper's names for the runner's runs: ctedd_global -> CTEDD-G, ctedd_distill__k1 -> CTEDD-1,
-    maddpg_k3 -> MADDPG-3, and `(self-play)` for their `*_selfplay` variants."""
+    maddpg_k0 -> MADDPG-0, maddpg_k3_reinforced -> MADDPG-3 (reinforced)."""
     name = group.split("__", 1)[1]
-    match = re.fullmatch(r"(ctedd_global|ctedd_distill|maddpg)(?:_k(\d+))?(_selfplay)?(?:__k(\d+))?", name)
+    match = re.fullmatch(
+        r"(ctedd_global|ctedd_distill|maddpg)(?:_k(\d+))?(?:_(differentiable|reinforced))?(?:__k(\d+))?", name
+    )
     if match is None:
         return name
     bits = match[2] or match[4] or ""
     method = {"ctedd_global": "CTEDD-G", "ctedd_distill": f"CTEDD-{bits}", "maddpg": f"MADDPG-{bits}"}[match[1]]
-    return method + (" (self-play)" if match[3] else "")
+    return method + (f" ({match[3]})" if match[3] else "")
 
 
 def plot(curves: dict[str, dict[str, list[Run]]], path: str, random: dict[str, float]) -> None:
@@ -134,11 +136,11 @@ def plot(curves: dict[str, dict[str, list[Run]]], path: str, random: dict[str, f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = sorted({runs[0].env_id for groups in curves.values() for runs in groups.values()})
-    fig, axes = plt.subplots(len(curves), len(envs), figsize=(5.5 * len(envs), 4 * len(curves)), squeeze=False)
+    tasks = sorted({runs[0].task for groups in curves.values() for runs in groups.values()})
+    fig, axes = plt.subplots(len(curves), len(tasks), figsize=(5.5 * len(tasks), 4 * len(curves)), squeeze=False)
     for row, (metric, groups) in zip(axes, curves.items()):
-        for ax, env_id in zip(row, envs):
-            env_groups = {group: runs for group, runs in sorted(groups.items()) if runs[0].env_id == env_id}
+        for ax, task in zip(row, tasks):
+            env_groups = {group: runs for group, runs in sorted(groups.items()) if runs[0].task == task}
             if not env_groups:
                 ax.set_axis_off()
                 continue
@@ -151,9 +153,9 @@ def plot(curves: dict[str, dict[str, list[Run]]], path: str, random: dict[str, f
                 (line,) = ax.plot(episodes, mean, label=f"{label(group)} (n={len(runs)})")
                 if len(runs) > 1:
                     ax.fill_between(episodes, mean - band, mean + band, alpha=0.2, color=line.get_color())
-            if env_id in random and metric == DEFAULT_METRIC:
-                ax.axhline(random[env_id], color="gray", linestyle="--", label="random actions")
-            ax.set_title(env_id)
+            if task in random and metric == DEFAULT_METRIC:
+                ax.axhline(random[task], color="gray", linestyle="--", label="random actions")
+            ax.set_title(task)
             ax.set_xlabel(f"env episodes ({EPISODE_LENGTH} steps each)")
             ax.set_ylabel(metric)
             ax.grid(alpha=0.3)
@@ -165,7 +167,7 @@ def plot(curves: dict[str, dict[str, list[Run]]], path: str, random: dict[str, f
 
 
 def parse_env_values(items: list[str]) -> dict[str, float]:
-    return {env_id: float(value) for env_id, value in (item.split("=") for item in items)}
+    return {task: float(value) for task, value in (item.split("=") for item in items)}
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""Run the paper's comparison as a grid of (method, env id, seed), `--workers` at a time.
+"""Run the paper's comparison as a grid of (method, task, seed), `--workers` at a time.
 
+A task is an env id with its setting, named as in the run directories: simple_spread,
+simple_spread-an1 (each agent sees its nearest other agent only), simple_tag-scripted (learning
+predators, scripted prey), simple_push-scripted, ... (see `common.envs.task_name`).
 Methods: CTEDD-G (ctedd_global.py), CTEDD-k (ctedd_distill.py on that CTEDD-G run, k in
 --bits; it starts only once its stage-1 run has finished, and one stage-1 run feeds every k),
-MADDPG-k (maddpg.py, k in --bits). Each run is single-threaded and logs under runs/; its
-console output goes to benchmark/logs/. A run whose model file already exists is skipped, so
-rerunning the grid only does what is missing. A failed run is reported with its log path and
-does not stop the others (only the distillations that need it).
+MADDPG-k (maddpg.py, k in --bits, each channel of --channels for k > 0). Each run is
+single-threaded and logs under runs/; its console output goes to benchmark/logs/. A run whose
+model file already exists is skipped, so rerunning the grid only does what is missing. A failed
+run is reported with its log path and does not stop the others (only the distillations that
+need it).
 
-    python benchmark/run.py --env-ids simple_spread simple_tag simple_push --seeds 1 2 3 --workers 2
-    python benchmark/run.py --env-ids simple_tag --budget 500000 --self-play --workers 2
+    python benchmark/run.py --tasks simple_speaker_listener simple_spread-an1 --seeds 1 2 3 --workers 2
+    python benchmark/run.py --tasks simple_tag --budget 500000    # self-play: the prey learns too
     python benchmark/run.py --workers 0    # print the commands only
 """
 
@@ -24,27 +28,37 @@ import time
 from dataclasses import dataclass, field
 
 SCRIPTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the paper's protocol per environment: predators against the scripted prey in simple_tag
-ENV_ARGS = {"simple_tag": ["--opponents", "scripted"]}
+sys.path.insert(0, SCRIPTS_DIR)
+from common.envs import parse_task, task_flags  # noqa: E402
+from common.utils import UsageError  # noqa: E402
+
+# the channel-matters tasks first, then the paper's predator-prey and push, then the fully observed control
+DEFAULT_TASKS = [
+    "simple_speaker_listener",
+    "simple_reference",
+    "simple_spread-an1",
+    "simple_tag-scripted",
+    "simple_push-scripted",
+    "simple_spread",
+]
 
 
 @dataclass
 class Job:
-    name: str  # also the exp_name, so the run directory is runs/{env}__{name}__{seed}__{time}
+    name: str  # also the exp_name, so the run directory is runs/{task}__{name}__{seed}__{time}
     script: str
-    env_id: str
+    task: str
     seed: int
     args: list[str]
-    env_args: list[str] = field(default_factory=list)  # the protocol's opponents, e.g. ENV_ARGS
     after: Job | None = None  # the stage-1 job this distillation reads
     state: str = "waiting"  # waiting, running, done, failed, skipped
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def run_glob(self, runs_dir: str) -> str:
-        if self.script == "ctedd_distill.py":  # its run names carry k: {env}__{exp}__k{bits}__{seed}__{time}
+        if self.script == "ctedd_distill.py":  # its run names carry k: {task}__{exp}__k{bits}__{seed}__{time}
             bits = self.args[self.args.index("--message-bits") + 1]
-            return os.path.join(runs_dir, f"{self.env_id}__{self.name}__k{bits}__{self.seed}__*")
-        return os.path.join(runs_dir, f"{self.env_id}__{self.name}__{self.seed}__*")
+            return os.path.join(runs_dir, f"{self.task}__{self.name}__k{bits}__{self.seed}__*")
+        return os.path.join(runs_dir, f"{self.task}__{self.name}__{self.seed}__*")
 
     def finished_run(self, runs_dir: str) -> str | None:
         """The newest run directory of this job that holds its final model file."""
@@ -63,34 +77,37 @@ class Job:
         if self.after is not None:
             stage1 = self.after.finished_run(runs_dir) or f"<{self.after.name} run of seed {self.seed}>"
             return cmd + ["--global-run", stage1, *self.args]
-        return cmd + ["--env-id", self.env_id, "--save-model", *self.env_args, *self.args]
+        return cmd + [*task_flags(parse_task(self.task)).split(), "--save-model", *self.args]
 
 
 def build_grid(
-    env_ids, seeds, bits, budget, ctedd_args, maddpg_args, distill_args, self_play=False, methods=("ctedd", "maddpg")
+    tasks,
+    seeds,
+    bits,
+    budget,
+    ctedd_args=(),
+    maddpg_args=(),
+    distill_args=(),
+    methods=("ctedd", "maddpg"),
+    channels=("differentiable",),
 ) -> list[Job]:
-    """With `self_play`, every agent learns (no ENV_ARGS) and the runs are named `*_selfplay`."""
     jobs = []
-    for env_id in env_ids:
-        env_args = [] if self_play else ENV_ARGS.get(env_id, [])
-        suffix = "_selfplay" if self_play and env_id in ENV_ARGS else ""
+    for task in tasks:
+        parse_task(task)  # refuse an unknown task before anything runs
         for seed in seeds:
             budget_args = ["--total-timesteps", str(budget)]
             if "ctedd" in methods:
-                stage1 = Job(
-                    f"ctedd_global{suffix}", "ctedd_global.py", env_id, seed, budget_args + ctedd_args, env_args
-                )
-                distill = [["--message-bits", str(k)] + distill_args for k in bits]
+                stage1 = Job("ctedd_global", "ctedd_global.py", task, seed, budget_args + list(ctedd_args))
+                distill = [["--message-bits", str(k), *distill_args] for k in bits]
                 jobs += [stage1] + [
-                    Job(f"ctedd_distill{suffix}", "ctedd_distill.py", env_id, seed, args, after=stage1)
-                    for args in distill
+                    Job("ctedd_distill", "ctedd_distill.py", task, seed, args, after=stage1) for args in distill
                 ]
             if "maddpg" in methods:
-                maddpg = [budget_args + ["--message-bits", str(k)] + maddpg_args for k in bits]
-                jobs += [
-                    Job(f"maddpg_k{k}{suffix}", "maddpg.py", env_id, seed, args, env_args)
-                    for k, args in zip(bits, maddpg)
-                ]
+                for k in bits:
+                    for channel in channels if k > 0 else ["differentiable"]:
+                        name = f"maddpg_k{k}" + (f"_{channel}" if k > 0 else "")
+                        args = budget_args + ["--message-bits", str(k), "--channel", channel, *maddpg_args]
+                        jobs.append(Job(name, "maddpg.py", task, seed, args))
     return jobs
 
 
@@ -100,7 +117,7 @@ def run_grid(jobs: list[Job], workers: int, runs_dir: str, logs_dir: str, poll_s
     for job in jobs:
         if job.finished_run(runs_dir):
             job.state = "skipped"
-            print(f"skip (finished): {job.env_id} {job.name} seed {job.seed}")
+            print(f"skip (finished): {job.task} {job.name} seed {job.seed}")
     failures = 0
     while any(job.state in ("waiting", "running") for job in jobs):
         for job in jobs:
@@ -113,7 +130,7 @@ def run_grid(jobs: list[Job], workers: int, runs_dir: str, logs_dir: str, poll_s
             if job.state == "waiting" and job.after is not None and job.after.state == "failed":
                 job.state = "failed"
                 failures += 1
-                print(f"not run: {job.env_id} {job.name} seed {job.seed} (its stage-1 run failed)")
+                print(f"not run: {job.task} {job.name} seed {job.seed} (its stage-1 run failed)")
         running = sum(job.state == "running" for job in jobs)
         for job in jobs:
             ready = job.after is None or job.after.state in ("done", "skipped")
@@ -130,37 +147,42 @@ def run_grid(jobs: list[Job], workers: int, runs_dir: str, logs_dir: str, poll_s
 
 def log_path(job: Job, logs_dir: str) -> str:
     extra = "_k" + job.args[job.args.index("--message-bits") + 1] if job.script == "ctedd_distill.py" else ""
-    return os.path.join(logs_dir, f"{job.env_id}__{job.name}{extra}__{job.seed}.log")
+    return os.path.join(logs_dir, f"{job.task}__{job.name}{extra}__{job.seed}.log")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env-ids", nargs="+", default=["simple_push", "simple_tag", "simple_spread"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--bits", nargs="+", type=int, default=[1, 3], help="channel widths k")
+    parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--bits", nargs="+", type=int, default=[0, 1, 3], help="channel widths k")
     parser.add_argument("--budget", type=int, default=1_000_000, help="env steps per training run")
     parser.add_argument("--ctedd-args", default="", help="extra arguments for ctedd_global.py")
     parser.add_argument("--maddpg-args", default="", help="extra arguments for maddpg.py")
     parser.add_argument("--distill-args", default="", help="extra arguments for ctedd_distill.py")
     parser.add_argument("--methods", nargs="+", choices=["ctedd", "maddpg"], default=["ctedd", "maddpg"])
-    parser.add_argument("--self-play", action="store_true", help="all agents learn, also in simple_tag")
+    parser.add_argument(
+        "--channels", nargs="+", choices=["differentiable", "reinforced"], default=["differentiable", "reinforced"]
+    )
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--logs-dir", default="benchmark/logs")
     cli = parser.parse_args()
     if cli.budget <= 0 or cli.workers < 0:
         raise SystemExit("error: --budget must be positive and --workers not negative")
-    grid = build_grid(
-        cli.env_ids,
-        cli.seeds,
-        cli.bits,
-        cli.budget,
-        shlex.split(cli.ctedd_args),
-        shlex.split(cli.maddpg_args),
-        shlex.split(cli.distill_args),
-        cli.self_play,
-        cli.methods,
-    )
+    try:
+        grid = build_grid(
+            cli.tasks,
+            cli.seeds,
+            cli.bits,
+            cli.budget,
+            shlex.split(cli.ctedd_args),
+            shlex.split(cli.maddpg_args),
+            shlex.split(cli.distill_args),
+            cli.methods,
+            cli.channels,
+        )
+    except UsageError as err:
+        raise SystemExit(f"error: {err}") from None
     if cli.workers == 0:
         for job in grid:
             print(shlex.join(job.command(cli.runs_dir)))

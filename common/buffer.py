@@ -20,7 +20,7 @@ import torch
 
 from common.utils import UsageError, atomic_write
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the task (env id, opponents, neighbour limits) instead of the env id
 
 
 class Batch(NamedTuple):
@@ -132,12 +132,12 @@ class ReplayBuffer:
         for start in range(0, len(order), batch_size):
             yield self.get(order[start : start + batch_size])
 
-    def save(self, path: str | os.PathLike, env_id: str) -> None:
+    def save(self, path: str | os.PathLike, task: str) -> None:
         """Write the content, oldest first, to an .npz file, atomically."""
         order = self.chronological_indices()
         arrays = {name: array[order] for name, array in self.data.items()}
         arrays["meta_version"] = np.array(FORMAT_VERSION)
-        arrays["meta_env_id"] = np.array(env_id)
+        arrays["meta_task"] = np.array(task)
         arrays["meta_num_added"] = np.array(self.num_added)
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -145,7 +145,7 @@ class ReplayBuffer:
     def load(
         cls,
         path: str | os.PathLike,
-        env_id: str,
+        task: str,
         num_agents: int,
         obs_width: int,
         state_dim: int,
@@ -164,9 +164,9 @@ class ReplayBuffer:
             raise UsageError(f"replay buffer {path} is not readable: {err}") from err
         if int(arrays.get("meta_version", -1)) != FORMAT_VERSION:
             raise UsageError(f"replay buffer {path} is not a buffer of this project (format version)")
-        saved_env = str(arrays["meta_env_id"])
-        if saved_env != env_id:
-            raise UsageError(f"replay buffer {path} was collected on {saved_env}, not {env_id}")
+        saved_task = str(arrays["meta_task"])
+        if saved_task != task:
+            raise UsageError(f"replay buffer {path} was collected on {saved_task}, not {task}")
         expected = {
             "states": (state_dim,),
             "obs": (num_agents, obs_width),

@@ -4,12 +4,20 @@ Every algorithm script talks to the environments through `MPEEnv`:
 
 - a 2-D force in [-1, 1]^2 per learning agent goes in; it is mapped to mpe2's continuous
   action Box(0, 1, (5,)) as float32 `[0, relu(-fx), relu(fx), relu(-fy), relu(fy)]`
-  (mpe2 moves an agent by u_x = a[2] - a[1], u_y = a[4] - a[3]);
+  (mpe2 moves an agent by u_x = a[2] - a[1], u_y = a[4] - a[3]); an agent that cannot move
+  (the speaker of simple_speaker_listener) ignores its force;
+- mpe2's built-in communication is silenced (`agent.silent = True` for every agent): the k-bit
+  channel of the algorithms is the only one. The always-zero comm slots are dropped from the
+  observations (spread: 14 instead of 18 values, reference: 11 instead of 21, listener: 8);
 - observations come out zero-padded to one width, as a float32 array (num_agents, obs_width),
   so per-agent networks can be evaluated in one batched call; `obs_dims[i]` is agent i's
-  true observation size;
-- the full state is `env.state()` of mpe2: every agent's observation concatenated in
-  `possible_agents` order, scripted opponents included;
+  true observation size. With `agent_neighbors` / `landmark_neighbors` (spread, tag,
+  adversary) an agent sees only its nearest other agents / landmarks (mpe2's own partial
+  observability: nearest first, zero-filled);
+- the full state s is every agent's *full* observation concatenated in `possible_agents` order
+  (no neighbour limit, comm slots dropped, scripted opponents included), whatever the agents
+  observe: mpe2's `state()` concatenates the partial observations, so a landmark could vanish
+  from it;
 - termination and truncation are reported separately; MPE episodes end by truncation only.
 
 The layer drives the scenario's world directly instead of going through PettingZoo's parallel
@@ -20,7 +28,14 @@ wrapper: the same mpe2 code moves the world and computes rewards, at about twice
 from __future__ import annotations
 
 import numpy as np
-from mpe2 import simple_adversary_v3, simple_push_v3, simple_spread_v3, simple_tag_v3
+from mpe2 import (
+    simple_adversary_v3,
+    simple_push_v3,
+    simple_reference_v3,
+    simple_speaker_listener_v4,
+    simple_spread_v3,
+    simple_tag_v3,
+)
 
 from common.utils import UsageError, atomic_write
 
@@ -29,17 +44,89 @@ ENV_MODULES = {
     "simple_tag": simple_tag_v3,
     "simple_spread": simple_spread_v3,
     "simple_adversary": simple_adversary_v3,
+    "simple_speaker_listener": simple_speaker_listener_v4,
+    "simple_reference": simple_reference_v3,
 }
 SUPPORTED_ENV_IDS = tuple(ENV_MODULES)
+# the scenarios with mpe2's nearest-neighbour partial observability
+NEIGHBOR_ENV_IDS = ("simple_spread", "simple_tag", "simple_adversary")
 OPPONENT_MODES = ("learn", "scripted")
 EPISODE_LENGTH = 25
 ACTION_DIM = 2
 TEAMS = ("adversaries", "good")
+# what defines a task, with its defaults: every script has these arguments, every checkpoint stores them
+TASK_SETTINGS = {"env_id": None, "opponents": "learn", "agent_neighbors": None, "landmark_neighbors": None}
 
 
 def check_env_id(env_id: str) -> None:
     if env_id not in ENV_MODULES:
         raise UsageError(f"unknown env id {env_id!r}; supported: {', '.join(SUPPORTED_ENV_IDS)}")
+
+
+def check_task(
+    env_id: str, opponents: str = "learn", agent_neighbors: int | None = None, landmark_neighbors: int | None = None
+) -> None:
+    """Refuse, with a one-line reason, any combination the environment layer cannot build."""
+    check_env_id(env_id)
+    if opponents not in OPPONENT_MODES:
+        raise UsageError(f"unknown opponents {opponents!r}; choose from {', '.join(OPPONENT_MODES)}")
+    if opponents == "scripted" and env_id not in SCRIPTED_OPPONENTS:
+        raise UsageError(
+            f"--opponents scripted needs one of {', '.join(SCRIPTED_OPPONENTS)}; {env_id} has no scripted team"
+        )
+    for flag, count in (("--agent-neighbors", agent_neighbors), ("--landmark-neighbors", landmark_neighbors)):
+        if count is None:
+            continue
+        if env_id not in NEIGHBOR_ENV_IDS:
+            raise UsageError(f"{flag} needs one of {', '.join(NEIGHBOR_ENV_IDS)}; {env_id} has no neighbour limit")
+        if count <= 0:
+            raise UsageError(f"{flag} must be positive, got {count}")
+
+
+def task_name(
+    env_id: str, opponents: str = "learn", agent_neighbors: int | None = None, landmark_neighbors: int | None = None
+) -> str:
+    """The task in run names, group names and buffers: e.g. simple_tag-scripted, simple_spread-an1-ln2."""
+    name = env_id + ("-scripted" if opponents == "scripted" else "")
+    name += f"-an{agent_neighbors}" if agent_neighbors is not None else ""
+    return name + (f"-ln{landmark_neighbors}" if landmark_neighbors is not None else "")
+
+
+def parse_task(name: str) -> dict:
+    """The inverse of `task_name`: "simple_tag-scripted-an2" -> {env_id, opponents, agent_neighbors, ...}."""
+    env_id, *parts = name.split("-")
+    settings = {**TASK_SETTINGS, "env_id": env_id}
+    for part in parts:
+        if part == "scripted":
+            settings["opponents"] = "scripted"
+        elif part[:2] in ("an", "ln") and part[2:].isdigit():
+            settings["agent_neighbors" if part[:2] == "an" else "landmark_neighbors"] = int(part[2:])
+        else:
+            raise UsageError(f"task {name!r}: unknown part {part!r} (expected scripted, an<N> or ln<N>)")
+    check_task(*settings.values())
+    return settings
+
+
+def task_of(settings: dict) -> str:
+    """The task of a script's arguments or a checkpoint's saved arguments (`vars(args)`)."""
+    return task_name(*(settings.get(key, default) for key, default in TASK_SETTINGS.items()))
+
+
+def task_flags(settings: dict) -> str:
+    """The command-line flags of a task, for the commands the scripts print."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {settings[key]}"
+        for key, default in TASK_SETTINGS.items()
+        if settings.get(key, default) != default
+    )
+
+
+def make_env(settings: dict, render: bool = False) -> MPEEnv:
+    """The environment that a script's arguments (or a checkpoint's saved ones) describe."""
+    return MPEEnv(
+        *(settings.get(key, default) for key, default in TASK_SETTINGS.items()),
+        render_mode="rgb_array" if render else None,
+    )
 
 
 def force_to_mpe_action(forces: np.ndarray) -> np.ndarray:
@@ -84,23 +171,54 @@ SCRIPTED_OPPONENTS = {
 }
 
 
+def silence(world) -> None:
+    """Switch off mpe2's built-in communication: every agent's utterance stays zero."""
+    for agent in world.agents:
+        agent.silent = True
+        agent.state.c = np.zeros(world.dim_c)
+
+
+def comm_free_columns(scenario, world) -> list[np.ndarray]:
+    """Per agent, the indices of its observation that are not comm slots. Found by probing:
+    with every utterance set to NaN, exactly the comm slots read NaN."""
+    saved = [agent.state.c for agent in world.agents]
+    for agent in world.agents:
+        agent.state.c = np.full(world.dim_c, np.nan)
+    columns = [np.flatnonzero(~np.isnan(scenario.observation(agent, world))) for agent in world.agents]
+    for agent, c in zip(world.agents, saved):
+        agent.state.c = c
+    return columns
+
+
 class MPEEnv:
     """One MPE environment with the action convention and bookkeeping all scripts share."""
 
-    def __init__(self, env_id: str, opponents: str = "learn", render_mode: str | None = None):
-        check_env_id(env_id)
-        if opponents not in OPPONENT_MODES:
-            raise UsageError(f"unknown opponents {opponents!r}; choose from {', '.join(OPPONENT_MODES)}")
-        if opponents == "scripted" and env_id not in SCRIPTED_OPPONENTS:
-            raise UsageError(
-                f"--opponents scripted needs one of {', '.join(SCRIPTED_OPPONENTS)}; {env_id} has no scripted team"
-            )
-        self.env_id = env_id
-        self.opponents = opponents
+    def __init__(
+        self,
+        env_id: str,
+        opponents: str = "learn",
+        agent_neighbors: int | None = None,
+        landmark_neighbors: int | None = None,
+        render_mode: str | None = None,
+    ):
+        check_task(env_id, opponents, agent_neighbors, landmark_neighbors)
+        self.env_id, self.opponents = env_id, opponents
+        self.agent_neighbors, self.landmark_neighbors = agent_neighbors, landmark_neighbors
+        self.task = task_name(env_id, opponents, agent_neighbors, landmark_neighbors)
+        limits = {}
+        if agent_neighbors is not None:
+            limits["num_agent_neighbors"] = agent_neighbors
+        if landmark_neighbors is not None:
+            limits["num_landmark_neighbors"] = landmark_neighbors
         self._raw = ENV_MODULES[env_id].raw_env(
-            continuous_actions=True, max_cycles=EPISODE_LENGTH, render_mode=render_mode
+            continuous_actions=True, max_cycles=EPISODE_LENGTH, render_mode=render_mode, **limits
         )
-        world = self._raw.world
+        world, scenario = self._raw.world, self._raw.scenario
+        silence(world)
+        # the full state reads the same world through the scenario without neighbour limits
+        self._full_scenario = type(scenario)() if limits else scenario
+        self._obs_columns = comm_free_columns(scenario, world)
+        self._state_columns = comm_free_columns(self._full_scenario, world)
         self.possible_agents = list(self._raw.possible_agents)
         is_adversary = [bool(getattr(a, "adversary", False)) for a in world.agents]
         # the scripted team: simple_tag's prey (good agents), simple_push's adversary
@@ -111,28 +229,28 @@ class MPEEnv:
         self.agents = [self.possible_agents[i] for i in self._learner_index]
         self.num_agents = len(self.agents)
         self.teams = ["adversaries" if is_adversary[i] else "good" for i in self._learner_index]
-        all_obs_dims = [self._raw.observation_space(a).shape[0] for a in self.possible_agents]
-        self.obs_dims = [all_obs_dims[i] for i in self._learner_index]
+        self.obs_dims = [len(self._obs_columns[i]) for i in self._learner_index]
         self.obs_width = max(self.obs_dims)
-        self.state_dim = sum(all_obs_dims)
-        self._state_slices = np.cumsum([0] + all_obs_dims)
+        self.state_dim = sum(len(columns) for columns in self._state_columns)
         self._steps = 0
         self._returns = np.zeros(self.num_agents)
 
-    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
-        world, scenario = self._raw.world, self._raw.scenario
-        state = np.concatenate([scenario.observation(a, world) for a in world.agents]).astype(np.float32)
+    def observe(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current (obs (num_agents, obs_width), state (state_dim,)) of the world."""
+        world = self._raw.world
         obs = np.zeros((self.num_agents, self.obs_width), dtype=np.float32)
         for row, i in enumerate(self._learner_index):
-            obs[row, : self.obs_dims[row]] = state[self._state_slices[i] : self._state_slices[i + 1]]
-        return obs, state
+            agent = world.agents[i]
+            obs[row, : self.obs_dims[row]] = self._raw.scenario.observation(agent, world)[self._obs_columns[i]]
+        full = [self._full_scenario.observation(a, world)[c] for a, c in zip(world.agents, self._state_columns)]
+        return obs, np.concatenate(full).astype(np.float32)
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Start an episode; returns (obs (num_agents, obs_width), state (state_dim,))."""
         self._raw.reset(seed=seed)
         self._steps = 0
         self._returns[:] = 0.0
-        return self._observe()
+        return self.observe()
 
     def step(self, forces: np.ndarray):
         """Apply one force per learning agent, shape (num_agents, 2), in [-1, 1].
@@ -154,7 +272,7 @@ class MPEEnv:
         self._raw.current_actions = list(force_to_mpe_action(all_forces))
         self._raw._execute_world_step()
         self._steps += 1
-        obs, state = self._observe()
+        obs, state = self.observe()
         rewards = np.array([self._raw.rewards[a] for a in self.agents])
         self._returns += rewards
         truncated = self._steps >= EPISODE_LENGTH

@@ -27,7 +27,8 @@ FAKE_SCRIPT = textwrap.dedent(
         env = os.path.basename(arg("--global-run")).split("__")[0]
         run_dir = f"runs/{env}__{exp}__k{arg('--message-bits')}__{seed}__{time.time_ns()}"
     else:
-        run_dir = f"runs/{arg('--env-id')}__{exp}__{seed}__{time.time_ns()}"
+        task = arg("--env-id") + ("-scripted" if arg("--opponents") == "scripted" else "")
+        run_dir = f"runs/{task}__{exp}__{seed}__{time.time_ns()}"
     os.makedirs(run_dir)
     open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
     with open("events.txt", "a") as f:
@@ -48,7 +49,7 @@ def fake_scripts(tmp_path, monkeypatch):
 
 
 def grid(seeds=(1, 2)):
-    return run.build_grid(["simple_tag"], list(seeds), [1, 3], 5000, ["--alpha", "0.1"], [], [])
+    return run.build_grid(["simple_tag-scripted"], list(seeds), [1, 3], 5000, ["--alpha", "0.1"], [], [])
 
 
 def test_grid_expansion():
@@ -66,18 +67,34 @@ def test_grid_expansion():
     assert all("--global-run" in " ".join(job.command("runs")) for job in distill)
 
 
-def test_self_play_grid_drops_the_scripted_opponents_and_names_the_runs_apart():
-    jobs = run.build_grid(["simple_tag", "simple_push"], [1], [1], 5000, [], [], [], self_play=True)
-    commands = {job.name: " ".join(job.command("runs")) for job in jobs if job.env_id == "simple_tag"}
-    assert sorted(commands) == ["ctedd_distill_selfplay", "ctedd_global_selfplay", "maddpg_k1_selfplay"]
-    assert not any("--opponents" in c for c in commands.values())
-    push_names = sorted(job.name for job in jobs if job.env_id == "simple_push")
-    assert push_names == ["ctedd_distill", "ctedd_global", "maddpg_k1"]  # push is always self-play
+def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
+    jobs = run.build_grid(
+        ["simple_spread-an1-ln2", "simple_tag"], [1], [0, 1], 5000, channels=["differentiable", "reinforced"]
+    )
+    spread = {job.name: " ".join(job.command("runs")) for job in jobs if job.task == "simple_spread-an1-ln2"}
+    assert sorted(spread) == [
+        "ctedd_distill",
+        "ctedd_global",
+        "maddpg_k0",
+        "maddpg_k1_differentiable",
+        "maddpg_k1_reinforced",
+    ]
+    assert "--env-id simple_spread --agent-neighbors 1 --landmark-neighbors 2" in spread["ctedd_global"]
+    assert "--message-bits 1 --channel reinforced" in spread["maddpg_k1_reinforced"]
+    tag = [" ".join(job.command("runs")) for job in jobs if job.task == "simple_tag"]
+    assert not any("--opponents" in c for c in tag)  # self-play: the prey learns too
+    assert report.label("simple_spread-an1__maddpg_k1_reinforced") == "MADDPG-1 (reinforced)"
+    assert report.label("simple_spread-an1__maddpg_k0") == "MADDPG-0"
+    with pytest.raises(run.UsageError, match="unknown part 'x'"):
+        run.build_grid(["simple_tag-x"], [1], [1], 5000)
 
 
 def test_methods_restricts_the_grid():
     only_maddpg = run.build_grid(["simple_spread"], [2, 3], [3], 5000, [], [], [], methods=["maddpg"])
-    assert [(job.name, job.seed) for job in only_maddpg] == [("maddpg_k3", 2), ("maddpg_k3", 3)]
+    assert [(job.name, job.seed) for job in only_maddpg] == [
+        ("maddpg_k3_differentiable", 2),
+        ("maddpg_k3_differentiable", 3),
+    ]
     only_ctedd = run.build_grid(["simple_spread"], [1], [1, 3], 5000, [], [], [], methods=["ctedd"])
     assert [job.script for job in only_ctedd] == ["ctedd_global.py", "ctedd_distill.py", "ctedd_distill.py"]
 
@@ -107,7 +124,7 @@ def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, mon
     monkeypatch.setenv("FAIL", "ctedd_global.py:2")
     assert run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", poll_seconds=0.05) == 3
     out = capsys.readouterr().out
-    assert "FAILED" in out and "logs/simple_tag__ctedd_global__2.log" in out
+    assert "FAILED" in out and "logs/simple_tag-scripted__ctedd_global__2.log" in out
     assert out.count("its stage-1 run failed") == 2
     finished = [e for e in read_events(fake_scripts) if e[0] == "end"]
     assert len(finished) == 7  # everything but seed 2's stage 1 and its two distillations
@@ -125,23 +142,22 @@ def write_run(runs_dir, name, values, steps=(100_000, 200_000, 300_000)):
 
 def test_report_table_and_plot_from_synthetic_event_files(tmp_path):
     runs = tmp_path / "runs"
-    write_run(runs, "simple_spread__maddpg_k1__1__1", [-60, -50, -40])
-    write_run(runs, "simple_spread__maddpg_k1__2__1", [-70, -45, -44])
-    write_run(runs, "simple_spread__maddpg_k1__3__1", [-65, -55, -41])
+    write_run(runs, "simple_spread__maddpg_k1_differentiable__1__1", [-60, -50, -40])
+    write_run(runs, "simple_spread__maddpg_k1_differentiable__2__1", [-70, -45, -44])
+    write_run(runs, "simple_spread__maddpg_k1_differentiable__3__1", [-65, -55, -41])
     write_run(runs, "simple_spread__ctedd_distill__k1__1__1", [-80, -30, -20])
     write_run(runs, "simple_spread__unfinished__1__1", [-90], steps=(100_000,))
     groups = report.read_runs(str(runs), "eval/episodic_return", min_step=300_000)
-    assert sorted(groups) == ["simple_spread__ctedd_distill__k1", "simple_spread__maddpg_k1"]
+    assert sorted(groups) == ["simple_spread__ctedd_distill__k1", "simple_spread__maddpg_k1_differentiable"]
     text = report.table(groups, {"simple_spread": -45}, at=200_000, random={"simple_spread": -79.8})
-    row = next(line for line in text.splitlines() if "MADDPG-1" in line)
+    row = next(line for line in text.splitlines() if "MADDPG-1 (differentiable)" in line)
     finals = np.array([-40, -44, -41])
     assert f"{finals.mean():.2f} ± {finals.std():.2f}" in row
     assert f"{np.mean([-50, -45, -55]):.2f}" in row  # the value at 200k steps
     assert "300k, 200k, 300k (>= -45)" in row  # env steps to reach the threshold, per seed
-    assert "simple_spread MADDPG-1 |" in row and "simple_spread CTEDD-1 |" in text
-    assert report.label("simple_tag__ctedd_global_selfplay") == "CTEDD-G (self-play)"
-    assert report.label("simple_tag__ctedd_distill_selfplay__k3") == "CTEDD-3 (self-play)"
-    assert report.label("simple_tag__maddpg_k1_selfplay") == "MADDPG-1 (self-play)"
+    assert "simple_spread MADDPG-1 (differentiable) |" in row and "simple_spread CTEDD-1 |" in text
+    assert report.label("simple_tag-scripted__ctedd_global") == "CTEDD-G"
+    assert report.label("simple_tag-scripted__ctedd_distill__k3") == "CTEDD-3"
     random_row = text.splitlines()[-1]
     assert "random actions" in random_row and "-79.80" in random_row
     assert random_row.count("|") == text.splitlines()[0].count("|")
@@ -150,3 +166,14 @@ def test_report_table_and_plot_from_synthetic_event_files(tmp_path):
     assert band == pytest.approx(4.30 * finals.std(ddof=1) / np.sqrt(3))
     report.plot({"eval/episodic_return": groups}, str(tmp_path / "docs" / "curves.png"), {"simple_spread": -79.8})
     assert (tmp_path / "docs" / "curves.png").stat().st_size > 1000
+
+
+def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
+    """random < no message < 1 bit < full information, on both communication tasks: the range a
+    learner must cover, and a check that the goals travel only where the controllers send them."""
+    import reference_returns
+
+    for task in reference_returns.TASKS:
+        means = [reference_returns.episode_returns(task, c, episodes=60).mean() for c in reference_returns.CONTROLLERS]
+        assert means == sorted(means), (task, means)
+        assert means[3] - means[1] > 10, (task, means)  # the goal is worth a lot

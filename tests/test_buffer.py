@@ -78,7 +78,7 @@ def test_save_load_round_trip_is_exact_and_chronological(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 23)  # wrapped around twice
     path = tmp_path / "buffer.npz"
-    buffer.save(path, env_id="simple_tag")
+    buffer.save(path, task="simple_tag")
     loaded = ReplayBuffer.load(path, "simple_tag", N, W, S)
     assert len(loaded) == 10 and loaded.num_added == 23
     for a, b in zip(buffer.iter_chronological(10), loaded.iter_chronological(10)):
@@ -93,9 +93,9 @@ def test_save_leaves_no_temporary_file_and_replaces_atomically(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 5)
     path = tmp_path / "buffer.npz"
-    buffer.save(path, env_id="simple_tag")
+    buffer.save(path, task="simple_tag")
     fill(buffer, 3)
-    buffer.save(path, env_id="simple_tag")
+    buffer.save(path, task="simple_tag")
     assert [p.name for p in tmp_path.iterdir()] == ["buffer.npz"]
     assert len(ReplayBuffer.load(path, "simple_tag", N, W, S)) == 8
 
@@ -104,7 +104,7 @@ def test_a_truncated_file_is_refused(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 5)
     path = tmp_path / "buffer.npz"
-    buffer.save(path, env_id="simple_tag")
+    buffer.save(path, task="simple_tag")
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(UsageError, match="not readable"):
         ReplayBuffer.load(path, "simple_tag", N, W, S)
@@ -114,7 +114,7 @@ def test_a_mismatched_or_missing_file_is_refused(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 5)
     path = tmp_path / "buffer.npz"
-    buffer.save(path, env_id="simple_tag")
+    buffer.save(path, task="simple_tag")
     with pytest.raises(UsageError, match="collected on simple_tag, not simple_push"):
         ReplayBuffer.load(path, "simple_push", N, W, S)
     with pytest.raises(UsageError, match="states has shape"):

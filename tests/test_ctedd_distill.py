@@ -54,6 +54,24 @@ def test_smoke_run(stage1_run, tmp_path, args):
     assert "final eval: episodic_return=" in result.stdout and "kept" in result.stdout
 
 
+@pytest.fixture(scope="module")
+def speaker_listener_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("speaker_listener")
+    result = run_script("ctedd_global.py", "--env-id", "simple_speaker_listener", *TINY, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (cwd / "runs").iterdir()
+    return run_dir
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_smoke_run_on_speaker_listener(speaker_listener_run, k, in_tmp):
+    args = dict(batch_size=64, iters_per_batch=2, eval_every=300, eval_episodes=1)
+    result = ctedd_distill.main(ctedd_distill.Args(global_run=str(speaker_listener_run), message_bits=k, **args))
+    assert result["length"] == 25
+    (run_dir,) = (in_tmp / "runs").iterdir()
+    assert run_dir.name.startswith(f"simple_speaker_listener__ctedd_distill__k{k}__")
+
+
 def test_save_then_evaluate_with_video(stage1_run, tmp_path):
     trained = distil(stage1_run, tmp_path, "--message-bits", "3")
     assert trained.returncode == 0, trained.stderr

@@ -6,6 +6,7 @@ from conftest import TINY, assert_one_line_error, run_script
 
 import ctedd_global
 from common.buffer import ReplayBuffer
+from common.envs import MPEEnv, task_name
 from ctedd_global import Critics, GlobalPolicy, omega_loss, own_action_joint
 
 N, S = 3, 20
@@ -100,11 +101,30 @@ def test_smoke_run(env_id, extra, tmp_path):
     assert "python ctedd_distill.py --global-run runs/" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "task",
+    [
+        dict(env_id="simple_speaker_listener"),
+        dict(env_id="simple_reference"),
+        dict(env_id="simple_spread", agent_neighbors=1, landmark_neighbors=2),
+    ],
+)
+def test_smoke_run_on_the_tasks_where_the_channel_matters(task, in_tmp):
+    args = dict(total_timesteps=600, learning_starts=200, train_frequency=50, batch_size=64, eval_frequency=300)
+    result = ctedd_global.main(ctedd_global.Args(**task, **args, eval_episodes=1))
+    assert result["length"] == 25
+    (run_dir,) = (in_tmp / "runs").iterdir()
+    assert run_dir.name.startswith(task_name(**task) + "__ctedd_global__")
+    env = MPEEnv(**task)
+    buffer = ReplayBuffer.load(run_dir / "buffer.npz", env.task, env.num_agents, env.obs_width, env.state_dim)
+    assert len(buffer) == 600
+
+
 def test_saved_buffer_is_chronological_with_teacher_means_and_no_truncation_as_termination(tmp_path):
     result = run_script("ctedd_global.py", "--env-id", "simple_spread", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
-    buffer = ReplayBuffer.load(run_dir / "buffer.npz", "simple_spread", num_agents=3, obs_width=18, state_dim=54)
+    buffer = ReplayBuffer.load(run_dir / "buffer.npz", "simple_spread", num_agents=3, obs_width=14, state_dim=42)
     (batch,) = buffer.iter_chronological(600)
     assert batch.env_steps.tolist() == list(range(600))
     assert batch.terminations.sum() == 0  # 24 episodes were truncated, none terminated
@@ -178,6 +198,8 @@ def test_save_then_evaluate(tmp_path):
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert float(evaluated.stdout.split("episodic_return=")[1].split()[0]) == pytest.approx(final, abs=0.01)
+    partial = ["--env-id", "simple_tag", "--landmark-neighbors", "1", "--eval-checkpoint", str(checkpoint)]
+    assert_one_line_error(run_script("ctedd_global.py", *partial, cwd=tmp_path), "not simple_tag-ln1")
 
 
 @pytest.mark.parametrize(

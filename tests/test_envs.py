@@ -1,11 +1,19 @@
 import numpy as np
 import pytest
-from mpe2 import simple_push_v3, simple_spread_v3, simple_tag_v3
+from gymnasium.spaces import Box
+from mpe2 import simple_push_v3
 
-from common.envs import EPISODE_LENGTH, SUPPORTED_ENV_IDS, MPEEnv, force_to_mpe_action
+from common.envs import (
+    ENV_MODULES,
+    EPISODE_LENGTH,
+    NEIGHBOR_ENV_IDS,
+    SUPPORTED_ENV_IDS,
+    MPEEnv,
+    check_task,
+    force_to_mpe_action,
+    task_name,
+)
 from common.utils import UsageError
-
-PARALLEL_ENVS = {"simple_push": simple_push_v3, "simple_tag": simple_tag_v3, "simple_spread": simple_spread_v3}
 
 
 @pytest.mark.parametrize("env_id", SUPPORTED_ENV_IDS)
@@ -21,6 +29,9 @@ def test_positive_x_force_moves_right_and_positive_y_moves_up(env_id):
             velocity = env.world.agents[i].state.p_vel.copy()
             env.step(forces)  # mpe2 moves the position with the previous step's velocity
             moved = env.world.agents[i].state.p_pos - start
+            if not env.world.agents[i].movable:  # the speaker ignores its force
+                assert env.agents[i] == "speaker_0" and not moved.any() and not velocity.any()
+                continue
             assert velocity[axis] > 0 and moved[axis] > 0, (env.agents[i], axis)
             assert abs(velocity[1 - axis]) < 1e-9
 
@@ -47,22 +58,72 @@ def test_stepping_prints_nothing(env_id, capfd):
     assert out == "" and err == ""
 
 
-@pytest.mark.parametrize("env_id", list(PARALLEL_ENVS))
-def test_matches_mpe2_parallel_env_step_for_step(env_id):
-    env = MPEEnv(env_id)
-    reference = PARALLEL_ENVS[env_id].parallel_env(continuous_actions=True, max_cycles=EPISODE_LENGTH)
+def silenced_parallel_env(env_id, **limits):
+    """mpe2's parallel_env as it would be built with every agent silent: zero utterances, and an
+    action of 5 values for an agent that moves (none for one that cannot)."""
+    env = ENV_MODULES[env_id].parallel_env(continuous_actions=True, max_cycles=EPISODE_LENGTH, **limits)
+    raw = env.unwrapped
+    for agent in raw.world.agents:
+        agent.silent = True
+        raw.action_spaces[agent.name] = Box(0.0, 1.0, (5 if agent.movable else 0,))
+    return env
+
+
+# comm slots mpe2 appends to an observation (utterance width x agents heard); our layer drops them
+COMM_SLOTS = {"simple_spread": 2 * 2, "simple_reference": 10, "simple_speaker_listener": 3}
+LOCKSTEP = [
+    ("simple_push", {}),
+    ("simple_tag", {}),
+    ("simple_spread", {}),
+    ("simple_adversary", {}),
+    ("simple_speaker_listener", {}),
+    ("simple_reference", {}),
+    ("simple_spread", {"num_agent_neighbors": 1}),
+    ("simple_spread", {"num_landmark_neighbors": 1}),
+    ("simple_tag", {"num_agent_neighbors": 2, "num_landmark_neighbors": 1}),
+    ("simple_adversary", {"num_agent_neighbors": 1, "num_landmark_neighbors": 1}),
+]
+
+
+def without_comm(env_id, agent, observation, comm_slots):
+    """mpe2's observation minus its trailing comm slots, which must be zero (everyone is silent)."""
+    slots = comm_slots if env_id != "simple_speaker_listener" or agent == "listener_0" else 0
+    assert not observation[len(observation) - slots :].any()
+    return observation[: len(observation) - slots]
+
+
+@pytest.mark.parametrize("env_id, limits", LOCKSTEP)
+def test_matches_silenced_mpe2_parallel_env_step_for_step(env_id, limits):
+    """Observations, full state, rewards and episode ends equal mpe2's; the full state equals the
+    observations of an mpe2 env without neighbour limits, driven in lockstep."""
+    env = MPEEnv(
+        env_id,
+        agent_neighbors=limits.get("num_agent_neighbors"),
+        landmark_neighbors=limits.get("num_landmark_neighbors"),
+    )
+    reference, full = silenced_parallel_env(env_id, **limits), silenced_parallel_env(env_id)
+    comm = COMM_SLOTS.get(env_id, 0)
+    if env_id == "simple_spread" and "num_agent_neighbors" in limits:
+        comm = 2 * limits["num_agent_neighbors"]
     rng = np.random.default_rng(1)
     for episode in range(2):
         obs, state = env.reset(seed=10 + episode)
         ref_obs, _ = reference.reset(seed=10 + episode)
+        full_obs, _ = full.reset(seed=10 + episode)
         for _ in range(EPISODE_LENGTH):
             for i, agent in enumerate(env.agents):
-                np.testing.assert_array_equal(obs[i, : env.obs_dims[i]], ref_obs[agent])
-            np.testing.assert_array_equal(state, reference.state())
+                np.testing.assert_array_equal(
+                    obs[i, : env.obs_dims[i]], without_comm(env_id, agent, ref_obs[agent], comm)
+                )
+            full_state = [without_comm(env_id, a, full_obs[a], COMM_SLOTS.get(env_id, 0)) for a in env.agents]
+            np.testing.assert_array_equal(state, np.concatenate(full_state))
             forces = rng.uniform(-1, 1, (env.num_agents, 2))
             obs, state, rewards, terminated, truncated, _ = env.step(forces)
-            mpe_actions = force_to_mpe_action(forces)
-            ref_obs, ref_rewards, ref_term, ref_trunc, _ = reference.step(dict(zip(env.agents, mpe_actions)))
+            mpe_actions = {
+                a: f[: full.action_space(a).shape[0]] for a, f in zip(env.agents, force_to_mpe_action(forces))
+            }
+            ref_obs, ref_rewards, ref_term, ref_trunc, _ = reference.step(mpe_actions)
+            full_obs, *_ = full.step(mpe_actions)
             np.testing.assert_array_equal(rewards, [ref_rewards[a] for a in env.agents])
             assert terminated == any(ref_term.values()) and truncated == any(ref_trunc.values())
         assert truncated
@@ -73,21 +134,90 @@ def test_matches_mpe2_parallel_env_step_for_step(env_id):
     [
         ("simple_push", [8, 19], 27),
         ("simple_tag", [16, 16, 16, 14], 62),
-        ("simple_spread", [18, 18, 18], 54),
+        ("simple_spread", [14, 14, 14], 42),
         ("simple_adversary", [8, 10, 10], 28),
+        ("simple_speaker_listener", [3, 8], 11),
+        ("simple_reference", [11, 11], 22),
     ],
 )
-def test_state_is_observations_concatenated_in_agent_order(env_id, obs_dims, state_dim):
+def test_state_is_full_observations_concatenated_in_agent_order(env_id, obs_dims, state_dim):
     env = MPEEnv(env_id)
     assert env.obs_dims == obs_dims and env.state_dim == state_dim
     obs, state = env.reset(seed=0)
     for _ in range(3):
         pieces = [obs[i, :d] for i, d in enumerate(env.obs_dims)]
         np.testing.assert_array_equal(state, np.concatenate(pieces))
-        np.testing.assert_array_equal(state, env._raw.state())
         for i, d in enumerate(env.obs_dims):
             assert not obs[i, d:].any()  # padding stays zero
         obs, state, *_ = env.step(np.full((env.num_agents, 2), 0.5))
+
+
+@pytest.mark.parametrize("env_id", SUPPORTED_ENV_IDS)
+def test_no_comm_slot_leaks_into_observations_or_state(env_id):
+    """Whatever mpe2's agents would utter, nothing of it reaches the observations or the state:
+    the k-bit channel of the algorithms is the only one."""
+    env = MPEEnv(env_id)
+    env.reset(seed=4)
+    obs, state = env.observe()
+    for agent in env.world.agents:
+        agent.state.c = np.full(env.world.dim_c, 0.7)
+    loud_obs, loud_state = env.observe()
+    np.testing.assert_array_equal(obs, loud_obs)
+    np.testing.assert_array_equal(state, loud_state)
+    assert all(agent.silent for agent in env.world.agents)
+
+
+def set_goal(env, sender, landmark):
+    """Make `sender` know (and the other agent need) the goal `landmark`."""
+    world = env.world
+    world.agents[sender].goal_b = world.landmarks[landmark]
+
+
+def test_speaker_sees_only_the_goal_and_listener_sees_no_goal():
+    env = MPEEnv("simple_speaker_listener")
+    seen = {}
+    for seed in (1, 2):
+        env.reset(seed=seed)
+        for goal in range(3):
+            set_goal(env, 0, goal)
+            obs, state = env.observe()
+            speaker, listener = obs[0, :3], obs[1]
+            np.testing.assert_array_equal(speaker, env.world.landmarks[goal].color.astype(np.float32))
+            seen.setdefault(goal, []).append(speaker)
+            if goal > 0:
+                np.testing.assert_array_equal(listener, previous_listener)  # noqa: F821
+                assert not np.array_equal(state, previous_state)  # noqa: F821
+            previous_listener, previous_state = listener, state  # noqa: F841
+    for goal in range(3):  # the speaker's observation depends on the goal alone, not on the positions
+        np.testing.assert_array_equal(*seen[goal])
+    assert len({tuple(v[0]) for v in seen.values()}) == 3
+
+
+def test_in_reference_each_agent_knows_only_the_other_agents_goal():
+    env = MPEEnv("simple_reference")
+    env.reset(seed=3)
+    for own in (0, 1):
+        other = 1 - own
+        before, _ = env.observe()
+        set_goal(env, other, (env.world.landmarks.index(env.world.agents[other].goal_b) + 1) % 3)
+        after, _ = env.observe()
+        np.testing.assert_array_equal(before[own], after[own])  # agent `own`'s goal changed: it cannot tell
+        assert not np.array_equal(before[other], after[other])  # the other agent sees it
+
+
+@pytest.mark.parametrize("env_id", NEIGHBOR_ENV_IDS)
+def test_under_one_landmark_neighbor_every_landmark_is_still_in_the_state(env_id):
+    env = MPEEnv(env_id, landmark_neighbors=1, agent_neighbors=1)
+    full = MPEEnv(env_id)
+    obs, state = env.reset(seed=7)
+    _, full_state = full.reset(seed=7)
+    np.testing.assert_array_equal(state, full_state)
+    assert env.state_dim == full.state_dim and env.obs_width < full.obs_width
+    # agent 0's full observation starts the state; spread and tag: velocity, position, landmarks relative
+    if env_id != "simple_adversary":
+        position, landmarks = state[2:4], state[4 : 4 + 2 * len(env.world.landmarks)].reshape(-1, 2)
+        expected = np.array([lm.state.p_pos for lm in env.world.landmarks], dtype=np.float32)
+        np.testing.assert_allclose(position + landmarks, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("env_id", SUPPORTED_ENV_IDS)
@@ -120,6 +250,28 @@ def test_unknown_env_id_lists_the_supported_ones():
         MPEEnv("simple_pushh")
     for env_id in SUPPORTED_ENV_IDS:
         assert env_id in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "task, reason",
+    [
+        (("simple_push", "learn", 1, None), "--agent-neighbors needs one of simple_spread, simple_tag"),
+        (("simple_reference", "learn", None, 2), "--landmark-neighbors needs one of"),
+        (("simple_speaker_listener", "learn", 1, None), "simple_speaker_listener has no neighbour limit"),
+        (("simple_spread", "learn", -1, None), "--agent-neighbors must be positive, got -1"),
+        (("simple_tag", "learn", None, 0), "--landmark-neighbors must be positive, got 0"),
+    ],
+)
+def test_neighbor_limits_only_where_mpe2_has_them_and_only_positive(task, reason):
+    with pytest.raises(UsageError, match=reason):
+        check_task(*task)
+
+
+def test_task_names_carry_opponents_and_neighbor_limits():
+    assert task_name("simple_spread") == "simple_spread"
+    assert task_name("simple_spread", "learn", 1, None) == "simple_spread-an1"
+    assert task_name("simple_tag", "scripted", 2, 1) == "simple_tag-scripted-an2-ln1"
+    assert MPEEnv("simple_adversary", landmark_neighbors=1).task == "simple_adversary-ln1"
 
 
 def test_scripted_opponents_only_where_a_script_exists():

@@ -1,16 +1,20 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from conftest import TINY, assert_one_line_error, run_script
 
 import maddpg
+from common.envs import task_name
 from maddpg import (
     AgentLinear,
     Critics,
     LocalPolicies,
     StraightThroughSign,
     clip_grad_norm_per_agent_,
+    critic_actions,
     own_action_joint,
+    perturbed_messages,
     td_target,
 )
 
@@ -78,13 +82,48 @@ def test_another_agents_observation_reaches_agent_i_only_through_the_bits():
 
 def test_agent_i_actor_loss_moves_only_its_own_action():
     torch.manual_seed(0)
-    policy, critics = policies(0), Critics(N, S, hidden=16)
+    policy, critics = policies(0), Critics(N, S, 2, hidden=16)
     obs, state, buffer_actions = torch.randn(N, 32, W), torch.randn(32, S), torch.rand(32, N, 2) * 2 - 1
     q = critics(state, own_action_joint(buffer_actions, policy(obs)))
     q[1].mean().backward()  # agent 1's actor loss
     weight_grad = policy.action_net[0].weight.grad
     assert weight_grad[1].abs().sum() > 0
     assert weight_grad[0].abs().sum() == 0 and weight_grad[2].abs().sum() == 0
+
+
+@pytest.mark.parametrize("reinforced", [False, True])
+def test_who_teaches_a_senders_part_1_depends_on_the_channel(reinforced):
+    """differentiable: agent 0's actor loss reaches the Part 1 of the agents it hears, not its own;
+    reinforced: agent 0's message is part of its action, so only its own Q_0 teaches its Part 1."""
+    torch.manual_seed(0)
+    policy, k = policies(2), 2
+    critics = Critics(N, S, 2 + k if reinforced else 2, hidden=16)
+    obs, state = torch.randn(N, 64, W), torch.randn(64, S)
+    _, actions = critic_actions(policy, obs, reinforced)
+    assert actions.shape == (N, 64, 2 + k if reinforced else 2)
+    buffer_actions = torch.rand(64, N, actions.shape[-1]) * 2 - 1
+    critics(state, own_action_joint(buffer_actions, actions))[0].mean().backward()  # agent 0's actor loss
+    grad = policy.message_net[0].weight.grad.abs().flatten(1).sum(1)  # per sender
+    if reinforced:
+        assert grad[0] > 0 and grad[1] == 0 and grad[2] == 0
+    else:
+        assert grad[0] == 0 and grad[1] > 0 and grad[2] > 0
+
+
+def test_reinforced_exploration_flips_unsure_bits_more_often():
+    torch.manual_seed(0)
+    policy = policies(3)
+    obs = torch.randn(N, 4000, W)
+    with torch.no_grad():
+        clean = policy.messages(obs)
+        assert torch.equal(perturbed_messages(policy, obs, 0.0), clean)
+        noisy = perturbed_messages(policy, obs, 0.5)
+        sureness = torch.tanh(policy.message_net(obs)).abs()
+    assert set(noisy.unique().tolist()) == {-1.0, 1.0}
+    flipped = noisy != clean
+    unsure, sure = sureness < 0.1, sureness > 0.4
+    assert unsure.any() and sure.any()
+    assert flipped[unsure].float().mean() > 0.4 > 0.25 > flipped[sure].float().mean()  # P(|noise| > margin)
 
 
 def test_own_action_joint_replaces_exactly_the_own_slot():
@@ -141,7 +180,32 @@ def test_save_then_evaluate_with_video(tmp_path):
     assert float(evaluated.stdout.split("episodic_return=")[1].split()[0]) == pytest.approx(final, abs=0.01)
     assert len(list((tmp_path / "videos").glob("*.gif"))) == 1
     wrong_env = run_script("maddpg.py", "--env-id", "simple_push", "--eval-checkpoint", str(checkpoint), cwd=tmp_path)
-    assert wrong_env.returncode != 0 and "was trained on simple_tag" in wrong_env.stderr
+    assert_one_line_error(wrong_env, "was trained on simple_tag-scripted, not simple_push")
+    partial = run_script(
+        "maddpg.py", *args, "--agent-neighbors", "1", "--eval-checkpoint", str(checkpoint), cwd=tmp_path
+    )
+    assert_one_line_error(partial, "was trained on simple_tag-scripted, not simple_tag-scripted-an1")
+
+
+TINY_ARGS = dict(total_timesteps=600, learning_starts=200, train_frequency=50, batch_size=64, eval_frequency=300)
+
+
+@pytest.mark.parametrize(
+    "task, k, channel",
+    [
+        (dict(env_id="simple_speaker_listener"), 0, "differentiable"),
+        (dict(env_id="simple_speaker_listener"), 1, "reinforced"),
+        (dict(env_id="simple_reference"), 3, "differentiable"),
+        (dict(env_id="simple_reference"), 3, "reinforced"),
+        (dict(env_id="simple_spread", agent_neighbors=1), 1, "reinforced"),
+        (dict(env_id="simple_tag", opponents="scripted", landmark_neighbors=1), 3, "differentiable"),
+    ],
+)
+def test_smoke_run_on_the_tasks_where_the_channel_matters(task, k, channel, in_tmp):
+    result = maddpg.main(maddpg.Args(**task, **TINY_ARGS, message_bits=k, channel=channel, eval_episodes=1))
+    assert np.isfinite(result["sum"])
+    (run_dir,) = (in_tmp / "runs").iterdir()
+    assert run_dir.name.startswith(task_name(**task) + "__maddpg__")
 
 
 def test_same_seed_gives_identical_results(in_tmp):
@@ -169,6 +233,9 @@ def test_same_seed_gives_identical_results(in_tmp):
         (["--total-timesteps", "-5"], "--total-timesteps must be positive"),
         (["--eval-checkpoint", "missing.cleanrl_model"], "checkpoint missing.cleanrl_model does not exist"),
         (["--env-id", "simple_spread", "--opponents", "scripted"], "--opponents scripted needs one of"),
+        (["--env-id", "simple_push", "--agent-neighbors", "1"], "--agent-neighbors needs one of simple_spread"),
+        (["--env-id", "simple_reference", "--landmark-neighbors", "1"], "simple_reference has no neighbour limit"),
+        (["--env-id", "simple_spread", "--agent-neighbors", "-2"], "--agent-neighbors must be positive, got -2"),
     ],
 )
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
