@@ -16,7 +16,8 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import ACTION_DIM, TASK_SETTINGS, MPEEnv, describe_episode, evaluate, log_episode, make_env
+from common.engine import BatchedMPE, evaluate, make_envs
+from common.envs import ACTION_DIM, TASK_SETTINGS, describe_episode, log_episode, record_video
 from common.utils import UsageError, load_checkpoint, save_checkpoint
 
 
@@ -66,8 +67,8 @@ class Args:
     """how many times to go over the whole buffer"""
     eval_every: int = 100_000
     """evaluate the local policies every `eval_every` consumed transitions"""
-    eval_episodes: int = 10
-    """episodes per evaluation, on the fixed seeds 10_000, 10_001, ..."""
+    eval_episodes: int = 100
+    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
 
 
 EVAL_SEED = 10_000
@@ -183,9 +184,10 @@ def distillation_loss(student_actions: torch.Tensor, teacher_actions: torch.Tens
 
 def local_actor(policy: LocalPolicies, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """Decentralized execution: each agent reads its own observation (and the bits it hears)."""
+        """Decentralized execution: each agent reads its own observation (and the bits it hears).
+        obs (B, N, W) -> forces (B, N, 2)."""
         with torch.no_grad():
-            return policy(torch.from_numpy(obs).to(device).unsqueeze(1)).squeeze(1).cpu().numpy()
+            return policy(torch.from_numpy(obs).to(device).transpose(0, 1)).transpose(0, 1).cpu().numpy()
 
     return act
 
@@ -193,14 +195,14 @@ def local_actor(policy: LocalPolicies, device: torch.device):
 def global_actor(policy: GlobalPolicy, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return policy(torch.from_numpy(state).to(device).unsqueeze(0)).squeeze(1).cpu().numpy()
+            return policy(torch.from_numpy(state).to(device)).transpose(0, 1).cpu().numpy()
 
     return act
 
 
-def random_actor(num_agents: int, seed: int):
+def random_actor(seed: int):
     rng = np.random.default_rng(seed)
-    return lambda obs, state: rng.uniform(-1.0, 1.0, (num_agents, ACTION_DIM))
+    return lambda obs, state: rng.uniform(-1.0, 1.0, (*obs.shape[:2], ACTION_DIM))
 
 
 def saved_args(checkpoint: dict, path: str) -> dict:
@@ -211,8 +213,9 @@ def saved_args(checkpoint: dict, path: str) -> dict:
     return saved
 
 
-def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, MPEEnv, ReplayBuffer]:
-    """The stage-1 run: its global policy checkpoint, environment and replay buffer, checked."""
+def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, BatchedMPE, ReplayBuffer]:
+    """The stage-1 run: its global policy checkpoint and replay buffer, checked, and the evaluation
+    environments of its task (`--eval-episodes` of them)."""
     if not os.path.isdir(args.global_run):
         raise UsageError(f"stage-1 run directory {args.global_run} does not exist")
     models = sorted(glob.glob(os.path.join(args.global_run, "*.cleanrl_model")))
@@ -223,39 +226,41 @@ def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, 
     path = models[0]
     checkpoint = load_checkpoint(path)
     stage1 = saved_args(checkpoint, path)
-    env = make_env(stage1)
-    teacher = GlobalPolicy(env.num_agents, env.state_dim, stage1["hidden_dim"]).to(device)
+    envs = make_envs(stage1, args.eval_episodes)
+    teacher = GlobalPolicy(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device)
     try:
         teacher.load_state_dict(checkpoint.get("policy", {}))
     except RuntimeError as err:
-        raise UsageError(f"checkpoint {path} is not a ctedd_global.py global policy for {env.task}") from err
+        raise UsageError(f"checkpoint {path} is not a ctedd_global.py global policy for {envs.task}") from err
     rb = ReplayBuffer.load(
         os.path.join(args.global_run, "buffer.npz"),
-        env.task,
-        env.num_agents,
-        env.obs_width,
-        env.state_dim,
+        envs.task,
+        envs.num_agents,
+        envs.obs_width,
+        envs.state_dim,
         device=device,
         seed=args.seed,
     )
     if args.teacher == "recorded" and not rb.with_teacher:
         raise UsageError(f"{args.global_run}/buffer.npz has no recorded teacher actions; use --teacher final")
-    return teacher, stage1, env, rb
+    return teacher, stage1, envs, rb
 
 
 def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     checkpoint = load_checkpoint(args.eval_checkpoint)
     saved = saved_args(checkpoint, args.eval_checkpoint)
-    env = make_env(saved, render=args.capture_video)
+    envs = make_envs(saved, args.eval_episodes)
     policy = LocalPolicies(
-        env.num_agents, env.obs_width, saved["hidden_dim"], saved["message_bits"], saved["message_type"]
+        envs.num_agents, envs.obs_width, saved["hidden_dim"], saved["message_bits"], saved["message_type"]
     )
     try:
         policy.to(device).load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.task}: {err}") from err
-    video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
-    result = evaluate(env, local_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
+    act = local_actor(policy, device)
+    result = evaluate(envs, act, EVAL_SEED)
+    if args.capture_video:
+        record_video(saved, act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
     return result
 
@@ -266,8 +271,8 @@ def main(args: Args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
-    teacher, stage1, env, rb = load_teacher(args, device)
-    run_name = f"{env.task}__{args.exp_name}__k{args.message_bits}__{args.seed}__{int(time.time())}"
+    teacher, stage1, eval_envs, rb = load_teacher(args, device)
+    run_name = f"{eval_envs.task}__{args.exp_name}__k{args.message_bits}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
 
@@ -291,15 +296,15 @@ def main(args: Args) -> dict:
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
-    # env setup: for evaluation only; distillation uses no new environment samples
-    eval_env = make_env(stage1, render=args.capture_video)
-    student = LocalPolicies(env.num_agents, env.obs_width, args.hidden_dim, args.message_bits, args.message_type)
+    # env setup (load_teacher): for evaluation only; distillation uses no new environment samples
+    num_agents, obs_width = eval_envs.num_agents, eval_envs.obs_width
+    student = LocalPolicies(num_agents, obs_width, args.hidden_dim, args.message_bits, args.message_type)
     student = student.to(device)
     optimizer = optim.Adam(student.parameters(), lr=args.learning_rate)
     act = local_actor(student, device)
 
-    teacher_result = evaluate(eval_env, global_actor(teacher, device), args.eval_episodes, EVAL_SEED)
-    random_result = evaluate(eval_env, random_actor(env.num_agents, args.seed), args.eval_episodes, EVAL_SEED)
+    teacher_result = evaluate(eval_envs, global_actor(teacher, device), EVAL_SEED)
+    random_result = evaluate(eval_envs, random_actor(args.seed), EVAL_SEED)
     log_episode(writer, "teacher", teacher_result, rb.num_added)
 
     def kept(result: dict) -> float:
@@ -313,15 +318,14 @@ def main(args: Args) -> dict:
     for pass_index in range(args.passes):
         # the stage-1 samples in chronological order: oldest first, across the ring's wrap-around
         for data in rb.iter_chronological(args.batch_size):
-            obs = data.obs.transpose(0, 1)  # agent-major (N, B, obs_width): each agent sees only its own
             if args.teacher == "final":
                 with torch.no_grad():
                     targets = teacher(data.states)
             else:
-                targets = data.teacher_actions.transpose(0, 1)
+                targets = data.teacher_actions
             for _ in range(args.iters_per_batch):
-                # ALGO LOGIC: eq. (2), end to end through the k-bit channel
-                loss = distillation_loss(student(obs), targets)
+                # ALGO LOGIC: eq. (2), end to end through the k-bit channel; each agent sees only its own obs
+                loss = distillation_loss(student(data.obs), targets)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -332,13 +336,14 @@ def main(args: Args) -> dict:
                 writer.add_scalar("charts/consumed_env_step", env_step, consumed)
             if consumed >= next_eval and pass_index == 0:
                 next_eval += args.eval_every
-                result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED)
+                result = evaluate(eval_envs, act, EVAL_SEED)
                 log_episode(writer, "eval", result, env_step)
                 writer.add_scalar("eval/teacher_fraction", kept(result), env_step)
                 print(f"env step {env_step}: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
 
-        video = f"videos/{run_name}/pass_{pass_index + 1}.gif" if args.capture_video else None
-        result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED, video)
+        result = evaluate(eval_envs, act, EVAL_SEED)
+        if args.capture_video:
+            record_video(stage1, act, EVAL_SEED, f"videos/{run_name}/pass_{pass_index + 1}.gif")
         log_episode(writer, "eval_after_pass", result, pass_index + 1)
         writer.add_scalar("eval_after_pass/teacher_fraction", kept(result), pass_index + 1)
     if args.passes == 1:
@@ -357,8 +362,6 @@ def main(args: Args) -> dict:
         checkpoint_args = {**vars(args), **{key: stage1.get(key) for key in TASK_SETTINGS}}
         save_checkpoint(model_path, {"args": checkpoint_args, "policy": student.state_dict()})
         print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
-    env.close()
-    eval_env.close()
     writer.close()
     return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept(result)}
 

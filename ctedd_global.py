@@ -5,7 +5,6 @@ import os
 import random
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,8 +17,9 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import ACTION_DIM, MPEEnv, check_task, describe_episode, evaluate, log_episode, make_env, task_of
-from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint, timing_line
+from common.engine import BatchedMPE, evaluate, make_envs
+from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_flags, task_of
+from common.utils import UsageError, load_checkpoint, multiples_in, progress_line, save_checkpoint, timing_line
 
 
 @dataclass
@@ -62,7 +62,9 @@ class Args:
     landmark_neighbors: int | None = None
     """partial observation (spread, tag, adversary): each agent sees only its N nearest landmarks"""
     total_timesteps: int = 1_000_000
-    """total env steps of the experiment"""
+    """total env steps of the experiment, summed over the environments (rounded up to a multiple of num_envs)"""
+    num_envs: int = 16
+    """environments stepped together by the batched engine (16: see README, "Speed")"""
     learning_rate: float = 1e-2
     """the learning rate of the policy (trunk, mean heads, omega_i) and Q optimizers"""
     buffer_size: int = 1_000_000
@@ -89,8 +91,8 @@ class Args:
     """width of the two hidden layers of every network"""
     eval_frequency: int = 50_000
     """evaluate the deterministic policies every `eval_frequency` env steps"""
-    eval_episodes: int = 10
-    """episodes per evaluation, on the fixed seeds 10_000, 10_001, ..."""
+    eval_episodes: int = 100
+    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
 
 
 EVAL_SEED = 10_000
@@ -100,7 +102,8 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
 
 def check_args(args: Args) -> None:
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
-    for name in ("total_timesteps", "buffer_size", "batch_size", "train_frequency", "eval_frequency", "eval_episodes"):
+    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
+    for name in (*positive, "eval_episodes"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.learning_starts < 0 or args.alpha < 0 or args.checkpoint_frequency <= 0:
@@ -175,7 +178,7 @@ class GlobalPolicy(nn.Module):
 
 class Critics(nn.Module):
     """The centralized Q-network Q(s, a_1..a_N): one network with one output per agent (Q_i).
-    state (B, S) and joint_actions (B, 2N), or (N, B, 2N) with Q_i read at row i -> Q (N, B)."""
+    state (B, S) and joint actions (B, 2N), or (N, B, 2N) with Q_i read at row i -> Q (N, B)."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
@@ -187,6 +190,11 @@ class Critics(nn.Module):
         return q.T if q.dim() == 2 else q.diagonal(dim1=0, dim2=2).T
 
 
+def joint_action(actions: torch.Tensor) -> torch.Tensor:
+    """Every agent's action side by side, in agent order: (N, B, A) -> (B, N * A)."""
+    return actions.transpose(0, 1).reshape(actions.shape[1], -1)
+
+
 def td_target(rewards, terminations, next_q, gamma):
     """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap;
     MPE's 25-step time limit is a truncation, stored as termination = 0.
@@ -196,12 +204,12 @@ def td_target(rewards, terminations, next_q, gamma):
 
 def own_action_joint(other_actions: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
     """Q_i's joint action for agent i's DDPG loss: a_i from the current policy, a_j (j != i) from
-    `other_actions`, held fixed. other_actions (B, N, 2), policy_actions (N, B, 2) -> (N, B, 2N)."""
-    n, batch, _ = policy_actions.shape
+    `other_actions`, held fixed. Both (N, B, A) -> (N, B, N * A); equals, for each i, joint_action of
+    `other_actions` with row i replaced by the policy's."""
+    n, batch, action_dim = policy_actions.shape
     own = torch.eye(n, device=policy_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
-    current = policy_actions.transpose(0, 1).unsqueeze(0)  # (1, B, N, 2)
-    joint = own * current + (1 - own) * other_actions.unsqueeze(0)
-    return joint.reshape(n, batch, n * ACTION_DIM)
+    joint = own * policy_actions.transpose(0, 1) + (1 - own) * other_actions.transpose(0, 1)
+    return joint.reshape(n, batch, n * action_dim)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -228,15 +236,36 @@ def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
             target_param.lerp_(param, tau)
 
 
-def make_policy(args: Args, env: MPEEnv) -> GlobalPolicy:
-    return GlobalPolicy(env.num_agents, env.state_dim, args.hidden_dim)
+class RecentBatch:
+    """eq. (1)'s batch B: the transitions collected since the last learning iteration, as the policy
+    sampled them: states (B, S), Gaussian samples as drawn and the means they were drawn around
+    (N, B, 2). Taken (and emptied) at each learning iteration."""
+
+    def __init__(self):
+        self.states, self.samples, self.means = [], [], []
+
+    def add(self, states: torch.Tensor, samples: torch.Tensor, means: torch.Tensor) -> None:
+        self.states.append(states)
+        self.samples.append(samples)
+        self.means.append(means)
+
+    def take(self, chunks: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The batch, split into `chunks` consecutive parts (one per learning iteration due now)."""
+        states, samples, means = torch.cat(self.states), torch.cat(self.samples, 1), torch.cat(self.means, 1)
+        self.states, self.samples, self.means = [], [], []
+        return [(states[i], samples[:, i], means[:, i]) for i in np.array_split(np.arange(len(states)), chunks)]
+
+
+def make_policy(args: Args, envs: BatchedMPE) -> GlobalPolicy:
+    return GlobalPolicy(envs.num_agents, envs.state_dim, args.hidden_dim)
 
 
 def deterministic_actor(policy: GlobalPolicy, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """Centralized execution: every agent's action is a function of the full state."""
+        """Centralized execution: every agent's action is a function of the full state.
+        state (B, S) -> forces (B, N, 2)."""
         with torch.no_grad():
-            return policy(torch.from_numpy(state).to(device).unsqueeze(0)).squeeze(1).cpu().numpy()
+            return policy(torch.from_numpy(state).to(device)).transpose(0, 1).cpu().numpy()
 
     return act
 
@@ -248,24 +277,31 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
         raise UsageError(
             f"checkpoint {args.eval_checkpoint} was trained on {task_of(vars(saved))}, not {task_of(vars(args))}"
         )
-    env = make_env(vars(args), render=args.capture_video)
-    policy = make_policy(saved, env).to(device)
+    envs = make_envs(vars(args), args.eval_episodes)
+    policy = make_policy(saved, envs).to(device)
     try:
         policy.load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.task}: {err}") from err
-    video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
-    result = evaluate(env, deterministic_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
+    act = deterministic_actor(policy, device)
+    result = evaluate(envs, act, EVAL_SEED)
+    if args.capture_video:
+        record_video(vars(args), act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
     return result
 
 
-def resume_args(args: Args) -> Args:
-    """The arguments of the run in `args.resume`, with the total budget of this command."""
+def resume_args(args: Args) -> tuple[Args, dict]:
+    """The arguments of the run in `args.resume`, with the total budget of this command, and its checkpoint."""
     checkpoint = load_checkpoint(os.path.join(args.resume, "checkpoint.pt"))
     saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    if checkpoint["global_step"] >= args.total_timesteps:
+        raise UsageError(
+            f"{args.resume} is already at env step {checkpoint['global_step']}; "
+            f"pass --total-timesteps above it to continue"
+        )
     saved.resume, saved.total_timesteps = args.resume, args.total_timesteps
-    return saved
+    return saved, checkpoint
 
 
 def main(args: Args) -> dict:
@@ -274,8 +310,9 @@ def main(args: Args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
+    checkpoint = None
     if args.resume:
-        args = resume_args(args)
+        args, checkpoint = resume_args(args)
     run_name = os.path.basename(os.path.normpath(args.resume)) if args.resume else None
     run_name = run_name or f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
@@ -301,33 +338,25 @@ def main(args: Args) -> dict:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    rng = np.random.default_rng(args.seed)
 
-    # env setup
-    env = make_env(vars(args))
-    eval_env = make_env(vars(args), render=args.capture_video)
-    num_agents = env.num_agents
+    # env setup: B environments stepped together; evaluation runs its episodes as one batch
+    envs = make_envs(vars(args), args.num_envs, seed=args.seed)
+    eval_envs = make_envs(vars(args), args.eval_episodes)
+    num_agents = envs.num_agents
 
-    policy = make_policy(args, env).to(device)
-    target_policy = make_policy(args, env).to(device)
+    policy = make_policy(args, envs).to(device)
+    target_policy = make_policy(args, envs).to(device)
     target_policy.load_state_dict(policy.state_dict())
-    critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
-    target_critics = Critics(num_agents, env.state_dim, args.hidden_dim).to(device)
+    critics = Critics(num_agents, envs.state_dim, args.hidden_dim).to(device)
+    target_critics = Critics(num_agents, envs.state_dim, args.hidden_dim).to(device)
     target_critics.load_state_dict(critics.state_dict())
     q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
     actor_optimizer = optim.Adam(policy.ddpg_parameters(), lr=args.learning_rate)
     omega_optimizer = optim.Adam(policy.omega.parameters(), lr=args.learning_rate)
 
     # the buffer also records the teacher's mean action mu(s) at collection time, for stage 2
-    rb = ReplayBuffer(
-        min(args.buffer_size, args.total_timesteps),
-        num_agents,
-        env.obs_width,
-        env.state_dim,
-        with_teacher=True,
-        device=device,
-        seed=args.seed,
-    )
+    capacity = min(args.buffer_size, args.total_timesteps)
+    rb = ReplayBuffer(capacity, num_agents, envs.obs_width, envs.state_dim, with_teacher=True, device=device)
     modules = {
         "policy": policy,
         "target_policy": target_policy,
@@ -337,67 +366,60 @@ def main(args: Args) -> dict:
         "actor_optimizer": actor_optimizer,
         "omega_optimizer": omega_optimizer,
     }
-    act = deterministic_actor(policy, device)
-    sampled_actions = deque(maxlen=args.train_frequency)  # the Gaussian samples as drawn, for B
-    seconds = {"env": 0.0, "act": 0.0, "update": 0.0}
-    recent_returns = []
     start_step = 0
-    if args.resume:
-        checkpoint = load_checkpoint(os.path.join(args.resume, "checkpoint.pt"))
+    if checkpoint is not None:
         for name, module in modules.items():
             module.load_state_dict(checkpoint[name])
-        rng.bit_generator.state = checkpoint["numpy_rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
-        rb = ReplayBuffer.load(
-            os.path.join(args.resume, "buffer.npz"),
-            env.task,
-            num_agents,
-            env.obs_width,
-            env.state_dim,
-            capacity=min(args.buffer_size, args.total_timesteps),
-            device=device,
-            seed=args.seed + checkpoint["global_step"],
-        )
         start_step = checkpoint["global_step"]
+        rb = ReplayBuffer.load(
+            f"{run_dir}/buffer.npz", envs.task, num_agents, envs.obs_width, envs.state_dim, capacity, device
+        )
         print(f"resumed {run_dir} at step {start_step}")
+    rb.rng = np.random.default_rng(args.seed + start_step)
+    act = deterministic_actor(policy, device)
+    recent = RecentBatch()
+    seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
+    recent_returns = []
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
-    obs, state = env.reset(seed=args.seed + start_step)
-    for global_step in range(start_step, args.total_timesteps):
+    obs, state = envs.reset(seed=args.seed + start_step)
+    for global_step in range(start_step, args.total_timesteps, args.num_envs):
         # ALGO LOGIC: put action logic here
         tick = time.perf_counter()
         with torch.no_grad():
-            means, log_std = policy.mean_and_log_std(torch.from_numpy(state).to(device).unsqueeze(0))
-            means, stds = means.squeeze(1).cpu().numpy(), log_std.exp().squeeze(1).cpu().numpy()
-        # a_i ~ pi_i(. | s) for all agents from one shared trunk: joint, coordinated exploration
-        sampled = means + stds * rng.standard_normal(means.shape)
-        forces = sampled.clip(-1.0, 1.0)
-        sampled_actions.append(sampled)
+            state_t = torch.from_numpy(state).to(device)
+            means, log_std = policy.mean_and_log_std(state_t)
+            # a_i ~ pi_i(. | s) for all agents from one shared trunk: joint, coordinated exploration
+            samples = means + log_std.exp() * torch.randn_like(means)
+            recent.add(state_t, samples, means)
+            forces = samples.clamp(-1.0, 1.0).transpose(0, 1).cpu().numpy()  # batch-major (B, N, 2)
         seconds["act"] += time.perf_counter() - tick
 
         # TRY NOT TO MODIFY: execute the game and log data.
         tick = time.perf_counter()
-        next_obs, next_state, rewards, terminated, truncated, info = env.step(forces)
+        next_obs, next_state, rewards, terminations, truncations, infos = envs.step(forces)
         seconds["env"] += time.perf_counter() - tick
 
         # done = termination only: the TD target bootstraps through the 25-step time limit
-        rb.add(state, obs, forces, rewards, terminated, next_state, next_obs, teacher_actions=means)
+        teacher_actions = means.transpose(0, 1).cpu().numpy()
+        rb.add(state, obs, forces, rewards, terminations, next_state, next_obs, teacher_actions)
         obs, state = next_obs, next_state
-        if terminated or truncated:
-            log_episode(writer, "charts", info["episode"], global_step)
-            recent_returns = (recent_returns + [info["episode"]["sum"]])[-100:]
-            obs, state = env.reset()
+        if "episode" in infos:  # episodes ended: log them, start new ones there
+            log_episode(writer, "charts", infos["episode"], global_step)
+            recent_returns = (recent_returns + infos["episode"]["sums"])[-100:]
+            obs, state = envs.reset_done()
 
-        # ALGO LOGIC: training.
-        if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
+        # ALGO LOGIC: training, one learning iteration per train_frequency env steps
+        iterations = multiples_in(global_step, global_step + args.num_envs, args.train_frequency, args.learning_starts)
+        for recent_states, recent_samples, recent_means in recent.take(iterations) if iterations else []:
             tick = time.perf_counter()
             data = rb.sample(args.batch_size)
             with torch.no_grad():
-                next_actions = target_policy(data.next_states).transpose(0, 1).reshape(args.batch_size, -1)
-                next_q = target_critics(data.next_states, next_actions)
-                target_q = td_target(data.rewards.T, data.terminations, next_q, args.gamma)
-            q_values = critics(data.states, data.actions.reshape(args.batch_size, -1))
+                next_q = target_critics(data.next_states, joint_action(target_policy(data.next_states)))
+                target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
+            q_values = critics(data.states, joint_action(data.actions))
             qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
 
             q_optimizer.zero_grad()
@@ -405,89 +427,86 @@ def main(args: Args) -> dict:
             nn.utils.clip_grad_norm_(critics.parameters(), args.max_grad_norm)
             q_optimizer.step()
 
-            # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own
-            # mean mu_i only; the other agents' means are held fixed.
-            preactivation = policy.preactivation(data.states)
-            means_b = torch.tanh(preactivation)
-            joint = own_action_joint(means_b.detach().transpose(0, 1), means_b)
-            actor_loss = -critics(data.states, joint).mean(1).sum()
-            actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
-            actor_optimizer.zero_grad()
-            actor_loss.backward()
-            nn.utils.clip_grad_norm_(policy.ddpg_parameters(), args.max_grad_norm)
-            actor_optimizer.step()
-
-            # eq. (1): max-entropy policy gradient for omega_i, on the batch B of transitions
-            # collected since the last learning iteration (on-policy data, not the replay buffer)
-            on_policy = rb.latest(len(sampled_actions))
-            sampled_b = torch.as_tensor(np.stack(sampled_actions), dtype=torch.float32, device=device)
+            # eq. (1): max-entropy policy gradient for omega_i, on the batch B of transitions collected
+            # since the last learning iteration (on-policy data, not the replay buffer), before the trunk
+            # moves: sigma_i(s) is that of the policy that drew the samples
             with torch.no_grad():
-                q_b = critics(on_policy.states, on_policy.actions.reshape(len(sampled_actions), -1))
-                if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu recorded at collection
-                    q_b = q_b - critics(on_policy.states, on_policy.teacher_actions.reshape(len(sampled_actions), -1))
-            log_std_b = policy.log_std(on_policy.states)
-            omega_loss_value, omega_pg, entropy = omega_loss(
-                log_std_b, sampled_b.transpose(0, 1), on_policy.teacher_actions.transpose(0, 1), q_b, args.alpha
-            )
+                q_b = critics(recent_states, joint_action(recent_samples.clamp(-1.0, 1.0)))
+                if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
+                    q_b = q_b - critics(recent_states, joint_action(recent_means))
+            log_std_b = policy.log_std(recent_states)
+            omega_loss_value, omega_pg, entropy = omega_loss(log_std_b, recent_samples, recent_means, q_b, args.alpha)
             omega_optimizer.zero_grad()
             omega_loss_value.backward()
             nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)
             omega_optimizer.step()
+
+            # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own
+            # mean mu_i only; the other agents' means are held fixed.
+            critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+            preactivation = policy.preactivation(data.states)
+            means_b = torch.tanh(preactivation)
+            joint = own_action_joint(means_b.detach(), means_b)
+            actor_loss = -critics(data.states, joint).mean(1).sum()
+            actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
+            actor_optimizer.zero_grad()
+            actor_loss.backward()
+            critics.requires_grad_(True)
+            nn.utils.clip_grad_norm_(policy.ddpg_parameters(), args.max_grad_norm)
+            actor_optimizer.step()
 
             # update the target networks
             soft_update(policy, target_policy, args.tau)
             soft_update(critics, target_critics, args.tau)
             seconds["update"] += time.perf_counter() - tick
 
-            if global_step % (100 * args.train_frequency) == 0:
-                sps = int((global_step - start_step) / (time.time() - start_time))
-                writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
-                writer.add_scalar("losses/omega_pg", omega_pg.mean().item(), global_step)
-                writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
-                for i, agent in enumerate(env.agents):
-                    writer.add_scalar(f"charts/exploration_std/{agent}", log_std_b[i].exp().mean().item(), global_step)
-                writer.add_scalar("charts/SPS", sps, global_step)
-                for name, value in seconds.items():
-                    writer.add_scalar(f"perf/{name}_seconds", value, global_step)
-                print(progress_line(global_step, args.total_timesteps, start_time, recent_returns, seconds))
+        if multiples_in(global_step, global_step + args.num_envs, 100 * args.train_frequency, args.learning_starts):
+            sps = int((global_step + args.num_envs - start_step) / (time.time() - start_time))
+            writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
+            writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
+            writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
+            writer.add_scalar("losses/omega_pg", omega_pg.mean().item(), global_step)
+            writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
+            for i, agent in enumerate(envs.agents):
+                writer.add_scalar(f"charts/exploration_std/{agent}", log_std_b[i].exp().mean().item(), global_step)
+            writer.add_scalar("charts/SPS", sps, global_step)
+            for name, value in seconds.items():
+                writer.add_scalar(f"perf/{name}_seconds", value, global_step)
+            print(progress_line(global_step, args.total_timesteps, start_step, start_time, recent_returns, seconds))
 
-        if (global_step + 1) % args.eval_frequency == 0 or global_step + 1 == args.total_timesteps:
-            video = f"videos/{run_name}/step_{global_step + 1}.gif" if args.capture_video else None
-            result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED, video)
-            log_episode(writer, "eval", result, global_step + 1)
+        done_steps = global_step + args.num_envs
+        if multiples_in(global_step + 1, done_steps + 1, args.eval_frequency) or done_steps >= args.total_timesteps:
+            tick = time.perf_counter()
+            result = evaluate(eval_envs, act, EVAL_SEED)
+            log_episode(writer, "eval", result, done_steps)
+            if args.capture_video:
+                record_video(vars(args), act, EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
+            seconds["eval"] += time.perf_counter() - tick
 
-        if (
-            args.save_model
-            and (global_step + 1) % args.checkpoint_frequency == 0
-            and global_step + 1 < args.total_timesteps
-        ):
-            save_run(run_dir, args, modules, rb, rng, global_step + 1)
+        if args.save_model and multiples_in(global_step + 1, done_steps + 1, args.checkpoint_frequency):
+            if done_steps < args.total_timesteps:
+                save_run(run_dir, args, modules, rb, done_steps)
 
     print(f"final eval: {describe_episode(result)}")
-    print(timing_line(args.total_timesteps - start_step, start_time, seconds))
+    print(timing_line(done_steps - start_step, start_time, seconds))
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
         save_checkpoint(
             model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()}
         )
-        save_run(run_dir, args, modules, rb, rng, args.total_timesteps)
+        save_run(run_dir, args, modules, rb, done_steps)
         print(f"model saved to {model_path}, replay buffer (oldest first) to {run_dir}/buffer.npz")
+        print(f"evaluate it with: python ctedd_global.py {task_flags(vars(args))} --eval-checkpoint {model_path}")
         print(f"logs: tensorboard --logdir runs; next, distil: python ctedd_distill.py --global-run {run_dir}")
-    env.close()
-    eval_env.close()
     writer.close()
     return result
 
 
-def save_run(run_dir: str, args: Args, modules: dict, rb: ReplayBuffer, rng, global_step: int) -> None:
+def save_run(run_dir: str, args: Args, modules: dict, rb: ReplayBuffer, global_step: int) -> None:
     """A resumable checkpoint: the buffer first, then the weights and state that point at it."""
     rb.save(f"{run_dir}/buffer.npz", task=task_of(vars(args)))
     checkpoint = {name: module.state_dict() for name, module in modules.items()}
-    checkpoint.update(
-        args=vars(args), global_step=global_step, numpy_rng=rng.bit_generator.state, torch_rng=torch.get_rng_state()
-    )
+    checkpoint.update(args=vars(args), global_step=global_step, torch_rng=torch.get_rng_state())
     save_checkpoint(f"{run_dir}/checkpoint.pt", checkpoint)
 
 

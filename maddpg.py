@@ -16,18 +16,9 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
-from common.envs import (
-    ACTION_DIM,
-    MPEEnv,
-    check_task,
-    describe_episode,
-    evaluate,
-    log_episode,
-    make_env,
-    task_flags,
-    task_of,
-)
-from common.utils import UsageError, load_checkpoint, progress_line, save_checkpoint, timing_line
+from common.engine import BatchedMPE, evaluate, make_envs
+from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_flags, task_of
+from common.utils import UsageError, load_checkpoint, multiples_in, progress_line, save_checkpoint, timing_line
 
 
 @dataclass
@@ -66,7 +57,9 @@ class Args:
     landmark_neighbors: int | None = None
     """partial observation (spread, tag, adversary): each agent sees only its N nearest landmarks"""
     total_timesteps: int = 1_000_000
-    """total env steps of the experiment"""
+    """total env steps of the experiment, summed over the environments (rounded up to a multiple of num_envs)"""
+    num_envs: int = 16
+    """environments stepped together by the batched engine (16: see README, "Speed")"""
     learning_rate: float = 1e-2
     """the learning rate of the actor and critic optimizers"""
     buffer_size: int = 1_000_000
@@ -99,8 +92,8 @@ class Args:
     sees them, the sender's Part 1 ascends its own Q_i, and exploration perturbs the bits too"""
     eval_frequency: int = 50_000
     """evaluate the deterministic policies every `eval_frequency` env steps"""
-    eval_episodes: int = 10
-    """episodes per evaluation, on the fixed seeds 10_000, 10_001, ..."""
+    eval_episodes: int = 100
+    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
 
 
 EVAL_SEED = 10_000
@@ -108,7 +101,8 @@ EVAL_SEED = 10_000
 
 def check_args(args: Args) -> None:
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
-    for name in ("total_timesteps", "buffer_size", "batch_size", "train_frequency", "eval_frequency", "eval_episodes"):
+    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
+    for name in (*positive, "eval_episodes"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.learning_starts < 0 or args.message_bits < 0 or args.exploration_noise < 0:
@@ -217,7 +211,7 @@ def perturbed_messages(policy: LocalPolicies, obs: torch.Tensor, noise_std: floa
 class Critics(nn.Module):
     """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N), one network each. The joint observation is
     the full state s (every agent's full observation). An agent's action a_i is its force (2 values), and
-    in the reinforced channel also its message (k more). state (B, S) and joint_actions (B, N * action_dim),
+    in the reinforced channel also its message (k more). state (B, S) and joint actions (B, N * action_dim),
     or (N, B, N * action_dim) with critic i reading row i -> Q (N, B)."""
 
     def __init__(self, num_agents: int, state_dim: int, action_dim: int, hidden: int):
@@ -229,6 +223,11 @@ class Critics(nn.Module):
         return self.net(x.expand(self.net[0].weight.shape[0], *x.shape[-2:])).squeeze(-1)
 
 
+def joint_action(actions: torch.Tensor) -> torch.Tensor:
+    """Every agent's action side by side, in agent order: (N, B, A) -> (B, N * A)."""
+    return actions.transpose(0, 1).reshape(actions.shape[1], -1)
+
+
 def td_target(rewards, terminations, next_q, gamma):
     """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap;
     MPE's 25-step time limit is a truncation, stored as termination = 0.
@@ -238,11 +237,11 @@ def td_target(rewards, terminations, next_q, gamma):
 
 def own_action_joint(buffer_actions: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
     """Critic i's joint action for agent i's actor loss: a_i from the current policy, a_j (j != i)
-    from the buffer. buffer_actions (B, N, A), policy_actions (N, B, A) -> (N, B, N * A)."""
+    from the buffer. Both (N, B, A) -> (N, B, N * A); equals, for each i, joint_action of the buffer's
+    actions with row i replaced by the policy's."""
     n, batch, action_dim = policy_actions.shape
     own = torch.eye(n, device=policy_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
-    current = policy_actions.transpose(0, 1).unsqueeze(0)  # (1, B, N, 2)
-    joint = own * current + (1 - own) * buffer_actions.unsqueeze(0)
+    joint = own * policy_actions.transpose(0, 1) + (1 - own) * buffer_actions.transpose(0, 1)
     return joint.reshape(n, batch, n * action_dim)
 
 
@@ -261,15 +260,16 @@ def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
             target_param.lerp_(param, tau)
 
 
-def make_policy(args: Args, env: MPEEnv) -> LocalPolicies:
-    return LocalPolicies(env.num_agents, env.obs_width, args.hidden_dim, args.message_bits, args.message_type)
+def make_policy(args: Args, envs: BatchedMPE) -> LocalPolicies:
+    return LocalPolicies(envs.num_agents, envs.obs_width, args.hidden_dim, args.message_bits, args.message_type)
 
 
 def deterministic_actor(policy: LocalPolicies, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """Decentralized execution: each agent reads its own observation (and the bits it hears)."""
+        """Decentralized execution: each agent reads its own observation (and the bits it hears).
+        obs (B, N, W) -> forces (B, N, 2)."""
         with torch.no_grad():
-            return policy(torch.from_numpy(obs).to(device).unsqueeze(1)).squeeze(1).cpu().numpy()
+            return policy(torch.from_numpy(obs).to(device).transpose(0, 1)).transpose(0, 1).cpu().numpy()
 
     return act
 
@@ -281,14 +281,16 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
         raise UsageError(
             f"checkpoint {args.eval_checkpoint} was trained on {task_of(vars(saved))}, not {task_of(vars(args))}"
         )
-    env = make_env(vars(args), render=args.capture_video)
-    policy = make_policy(saved, env).to(device)
+    envs = make_envs(vars(args), args.eval_episodes)
+    policy = make_policy(saved, envs).to(device)
     try:
         policy.load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {env.task}: {err}") from err
-    video = f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif" if args.capture_video else None
-    result = evaluate(env, deterministic_actor(policy, device), args.eval_episodes, EVAL_SEED, video)
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
+    act = deterministic_actor(policy, device)
+    result = evaluate(envs, act, EVAL_SEED)
+    if args.capture_video:
+        record_video(vars(args), act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
     return result
 
@@ -322,21 +324,20 @@ def main(args: Args) -> dict:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    rng = np.random.default_rng(args.seed)
 
-    # env setup
-    env = make_env(vars(args))
-    eval_env = make_env(vars(args), render=args.capture_video)
-    num_agents = env.num_agents
+    # env setup: B environments stepped together; evaluation runs its episodes as one batch
+    envs = make_envs(vars(args), args.num_envs, seed=args.seed)
+    eval_envs = make_envs(vars(args), args.eval_episodes)
+    num_agents = envs.num_agents
 
-    policy = make_policy(args, env).to(device)
-    target_policy = make_policy(args, env).to(device)
+    policy = make_policy(args, envs).to(device)
+    target_policy = make_policy(args, envs).to(device)
     target_policy.load_state_dict(policy.state_dict())
     # paper is silent on how MADDPG-k learns its channel; see --channel
     reinforced = args.channel == "reinforced" and args.message_bits > 0
     action_dim = ACTION_DIM + (args.message_bits if reinforced else 0)
-    critics = Critics(num_agents, env.state_dim, action_dim, args.hidden_dim).to(device)
-    target_critics = Critics(num_agents, env.state_dim, action_dim, args.hidden_dim).to(device)
+    critics = Critics(num_agents, envs.state_dim, action_dim, args.hidden_dim).to(device)
+    target_critics = Critics(num_agents, envs.state_dim, action_dim, args.hidden_dim).to(device)
     target_critics.load_state_dict(critics.state_dict())
     q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
     actor_optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate)
@@ -344,55 +345,55 @@ def main(args: Args) -> dict:
     rb = ReplayBuffer(
         min(args.buffer_size, args.total_timesteps),
         num_agents,
-        env.obs_width,
-        env.state_dim,
+        envs.obs_width,
+        envs.state_dim,
         action_dim,
         device=device,
         seed=args.seed,
     )
     act = deterministic_actor(policy, device)
-    seconds = {"env": 0.0, "act": 0.0, "update": 0.0}
+    seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
     recent_returns = []
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
-    obs, state = env.reset(seed=args.seed)
-    for global_step in range(args.total_timesteps):
+    obs, state = envs.reset(seed=args.seed)
+    for global_step in range(0, args.total_timesteps, args.num_envs):
         # ALGO LOGIC: put action logic here
         tick = time.perf_counter()
         with torch.no_grad():
-            obs_t = torch.from_numpy(obs).to(device).unsqueeze(1)
+            obs_t = torch.from_numpy(obs).to(device).transpose(0, 1)  # agent-major (N, B, W)
             # in the reinforced channel the bits are actions too, explored like the forces
             messages = perturbed_messages(policy, obs_t, args.exploration_noise) if reinforced else None
-            forces = torch.tanh(policy.preactivation(obs_t, messages)).squeeze(1).cpu().numpy()
-        forces = (forces + rng.normal(0.0, args.exploration_noise, forces.shape)).clip(-1.0, 1.0)
-        actions = np.concatenate([forces, messages.squeeze(1).cpu().numpy()], -1) if reinforced else forces
+            forces = torch.tanh(policy.preactivation(obs_t, messages))
+            forces = (forces + args.exploration_noise * torch.randn_like(forces)).clamp(-1.0, 1.0)
+            actions = torch.cat([forces, messages], dim=-1) if reinforced else forces
+            actions = actions.transpose(0, 1).cpu().numpy()  # batch-major (B, N, A), as the engine and buffer
         seconds["act"] += time.perf_counter() - tick
 
         # TRY NOT TO MODIFY: execute the game and log data.
         tick = time.perf_counter()
-        next_obs, next_state, rewards, terminated, truncated, info = env.step(forces)
+        next_obs, next_state, rewards, terminations, truncations, infos = envs.step(actions[..., :ACTION_DIM])
         seconds["env"] += time.perf_counter() - tick
 
         # done = termination only: the TD target bootstraps through the 25-step time limit
-        rb.add(state, obs, actions, rewards, terminated, next_state, next_obs)
+        rb.add(state, obs, actions, rewards, terminations, next_state, next_obs)
         obs, state = next_obs, next_state
-        if terminated or truncated:
-            log_episode(writer, "charts", info["episode"], global_step)
-            recent_returns = (recent_returns + [info["episode"]["sum"]])[-100:]
-            obs, state = env.reset()
+        if "episode" in infos:  # episodes ended: log them, start new ones there
+            log_episode(writer, "charts", infos["episode"], global_step)
+            recent_returns = (recent_returns + infos["episode"]["sums"])[-100:]
+            obs, state = envs.reset_done()
 
-        # ALGO LOGIC: training.
-        if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
+        # ALGO LOGIC: training, one learning iteration per train_frequency env steps
+        iterations = multiples_in(global_step, global_step + args.num_envs, args.train_frequency, args.learning_starts)
+        for _ in range(iterations):
             tick = time.perf_counter()
             data = rb.sample(args.batch_size)
-            obs_b, next_obs_b = data.obs.transpose(0, 1), data.next_obs.transpose(0, 1)  # agent-major
             with torch.no_grad():
-                _, next_actions = critic_actions(target_policy, next_obs_b, reinforced)
-                next_actions = next_actions.transpose(0, 1).reshape(args.batch_size, -1)
-                next_q = target_critics(data.next_states, next_actions)
-                target_q = td_target(data.rewards.T, data.terminations, next_q, args.gamma)
-            q_values = critics(data.states, data.actions.reshape(args.batch_size, -1))
+                _, next_actions = critic_actions(target_policy, data.next_obs, reinforced)
+                next_q = target_critics(data.next_states, joint_action(next_actions))
+                target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
+            q_values = critics(data.states, joint_action(data.actions))
             qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
 
             q_optimizer.zero_grad()
@@ -401,12 +402,14 @@ def main(args: Args) -> dict:
             q_optimizer.step()
 
             # DDPG actor update for every agent: agent i ascends Q_i through its own action only
-            preactivation, policy_actions = critic_actions(policy, obs_b, reinforced)
+            critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+            preactivation, policy_actions = critic_actions(policy, data.obs, reinforced)
             joint = own_action_joint(data.actions, policy_actions)
             actor_loss = -critics(data.states, joint).mean(1).sum()
             actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
             actor_optimizer.zero_grad()
             actor_loss.backward()
+            critics.requires_grad_(True)
             clip_grad_norm_per_agent_(policy.parameters(), args.max_grad_norm)
             actor_optimizer.step()
 
@@ -415,23 +418,27 @@ def main(args: Args) -> dict:
             soft_update(critics, target_critics, args.tau)
             seconds["update"] += time.perf_counter() - tick
 
-            if global_step % (100 * args.train_frequency) == 0:
-                sps = int(global_step / (time.time() - start_time))
-                writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
-                writer.add_scalar("charts/SPS", sps, global_step)
-                for name, value in seconds.items():
-                    writer.add_scalar(f"perf/{name}_seconds", value, global_step)
-                print(progress_line(global_step, args.total_timesteps, start_time, recent_returns, seconds))
+        if multiples_in(global_step, global_step + args.num_envs, 100 * args.train_frequency, args.learning_starts):
+            sps = int((global_step + args.num_envs) / (time.time() - start_time))
+            writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
+            writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
+            writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
+            writer.add_scalar("charts/SPS", sps, global_step)
+            for name, value in seconds.items():
+                writer.add_scalar(f"perf/{name}_seconds", value, global_step)
+            print(progress_line(global_step, args.total_timesteps, 0, start_time, recent_returns, seconds))
 
-        if (global_step + 1) % args.eval_frequency == 0 or global_step + 1 == args.total_timesteps:
-            video = f"videos/{run_name}/step_{global_step + 1}.gif" if args.capture_video else None
-            result = evaluate(eval_env, act, args.eval_episodes, EVAL_SEED, video)
-            log_episode(writer, "eval", result, global_step + 1)
+        done_steps = global_step + args.num_envs
+        if multiples_in(global_step + 1, done_steps + 1, args.eval_frequency) or done_steps >= args.total_timesteps:
+            tick = time.perf_counter()
+            result = evaluate(eval_envs, act, EVAL_SEED)
+            log_episode(writer, "eval", result, done_steps)
+            if args.capture_video:
+                record_video(vars(args), act, EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
+            seconds["eval"] += time.perf_counter() - tick
 
     print(f"final eval: {describe_episode(result)}")
-    print(timing_line(args.total_timesteps, start_time, seconds))
+    print(timing_line(done_steps, start_time, seconds))
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
         save_checkpoint(
@@ -441,8 +448,6 @@ def main(args: Args) -> dict:
             f"model saved to {model_path}; evaluate it with: "
             f"python maddpg.py {task_flags(vars(args))} --eval-checkpoint {model_path}"
         )
-    env.close()
-    eval_env.close()
     writer.close()
     return result
 

@@ -3,7 +3,9 @@
 Stores per transition: the full state s and s', every agent's (padded) observation o_i and o'_i,
 actions a_i, rewards r_i, the termination flag (never truncation: the TD target bootstraps
 through a time limit) and, optionally, the teacher's mean action mu(s) at collection time.
-Besides uniform sampling it gives the most recent n transitions and the whole content in
+`add` takes the transitions of one step of B environments at once, batch-major as the engine
+returns them; what comes out is what the networks consume: per-agent fields agent-major
+(N, B, ...), the rest (B, ...). Besides uniform sampling it gives the whole content in
 chronological order, oldest first, also after the ring has wrapped around.
 """
 
@@ -20,18 +22,19 @@ import torch
 
 from common.utils import UsageError, atomic_write
 
-FORMAT_VERSION = 2  # 2: the task (env id, opponents, neighbour limits) instead of the env id
+FORMAT_VERSION = 3  # 3: per-agent fields agent-major; 2: the task (env id, opponents, neighbour limits)
+PER_AGENT = ("obs", "actions", "rewards", "next_obs", "teacher_actions")  # stored (N, capacity, ...)
 
 
 class Batch(NamedTuple):
     states: torch.Tensor  # (B, state_dim)
-    obs: torch.Tensor  # (B, num_agents, obs_width)
-    actions: torch.Tensor  # (B, num_agents, 2)
-    rewards: torch.Tensor  # (B, num_agents)
+    obs: torch.Tensor  # (N, B, obs_width)
+    actions: torch.Tensor  # (N, B, action_dim)
+    rewards: torch.Tensor  # (N, B)
     terminations: torch.Tensor  # (B,)
     next_states: torch.Tensor  # (B, state_dim)
-    next_obs: torch.Tensor  # (B, num_agents, obs_width)
-    teacher_actions: torch.Tensor | None  # (B, num_agents, 2), mu(s) at collection time
+    next_obs: torch.Tensor  # (N, B, obs_width)
+    teacher_actions: torch.Tensor | None  # (N, B, 2), mu(s) at collection time
     env_steps: torch.Tensor  # (B,) global env step at which each transition was collected
 
 
@@ -52,17 +55,18 @@ class ReplayBuffer:
         self.capacity = capacity
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
+        n = num_agents
         self.data = {
             "states": np.zeros((capacity, state_dim), dtype=np.float32),
-            "obs": np.zeros((capacity, num_agents, obs_width), dtype=np.float32),
-            "actions": np.zeros((capacity, num_agents, action_dim), dtype=np.float32),
-            "rewards": np.zeros((capacity, num_agents), dtype=np.float32),
+            "obs": np.zeros((n, capacity, obs_width), dtype=np.float32),
+            "actions": np.zeros((n, capacity, action_dim), dtype=np.float32),
+            "rewards": np.zeros((n, capacity), dtype=np.float32),
             "terminations": np.zeros(capacity, dtype=np.float32),
             "next_states": np.zeros((capacity, state_dim), dtype=np.float32),
-            "next_obs": np.zeros((capacity, num_agents, obs_width), dtype=np.float32),
+            "next_obs": np.zeros((n, capacity, obs_width), dtype=np.float32),
         }
         if with_teacher:
-            self.data["teacher_actions"] = np.zeros((capacity, num_agents, action_dim), dtype=np.float32)
+            self.data["teacher_actions"] = np.zeros((n, capacity, action_dim), dtype=np.float32)
         self.pos = 0  # where the next transition goes
         self.size = 0
         self.num_added = 0  # transitions ever added; the newest was collected at env step num_added - 1
@@ -71,22 +75,35 @@ class ReplayBuffer:
     def with_teacher(self) -> bool:
         return "teacher_actions" in self.data
 
-    def add(self, state, obs, actions, rewards, terminated, next_state, next_obs, teacher_actions=None):
-        d, i = self.data, self.pos
-        d["states"][i] = state
-        d["obs"][i] = obs
-        d["actions"][i] = actions
-        d["rewards"][i] = rewards
-        d["terminations"][i] = terminated
-        d["next_states"][i] = next_state
-        d["next_obs"][i] = next_obs
+    def add(self, states, obs, actions, rewards, terminations, next_states, next_obs, teacher_actions=None):
+        """Append the transitions of B environments, batch-major: states (B, S), obs (B, N, W),
+        actions (B, N, A), rewards (B, N), terminations (B,), ..., teacher_actions (B, N, 2)."""
+        fields = dict(
+            states=states,
+            obs=obs,
+            actions=actions,
+            rewards=rewards,
+            terminations=terminations,
+            next_states=next_states,
+            next_obs=next_obs,
+        )
         if self.with_teacher:
             if teacher_actions is None:
                 raise ValueError("this buffer stores teacher actions: pass teacher_actions")
-            d["teacher_actions"][i] = teacher_actions
-        self.pos = (self.pos + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-        self.num_added += 1
+            fields["teacher_actions"] = teacher_actions
+        count = len(states)
+        if count > self.capacity:
+            raise ValueError(f"cannot add {count} transitions to a buffer of capacity {self.capacity}")
+        index = (self.pos + np.arange(count)) % self.capacity
+        for name, values in fields.items():
+            values = np.asarray(values)
+            if name in PER_AGENT:
+                self.data[name][:, index] = values.swapaxes(0, 1)
+            else:
+                self.data[name][index] = values
+        self.pos = (self.pos + count) % self.capacity
+        self.size = min(self.size + count, self.capacity)
+        self.num_added += count
 
     def __len__(self) -> int:
         return self.size
@@ -103,7 +120,7 @@ class ReplayBuffer:
 
     def get(self, idx: np.ndarray) -> Batch:
         def tensor(name):
-            return torch.from_numpy(self.data[name][idx]).to(self.device)
+            return torch.from_numpy(np.take(self.data[name], idx, axis=1 if name in PER_AGENT else 0)).to(self.device)
 
         return Batch(
             states=tensor("states"),
@@ -121,11 +138,6 @@ class ReplayBuffer:
         """Uniform sample with replacement."""
         return self.get(self.rng.integers(0, self.size, size=batch_size))
 
-    def latest(self, n: int) -> Batch:
-        """The n most recent transitions, oldest first."""
-        n = min(n, self.size)
-        return self.get((self.pos - n + np.arange(n)) % self.capacity)
-
     def iter_chronological(self, batch_size: int) -> Iterator[Batch]:
         """Every stored transition once, in consecutive batches, oldest first."""
         order = self.chronological_indices()
@@ -135,7 +147,7 @@ class ReplayBuffer:
     def save(self, path: str | os.PathLike, task: str) -> None:
         """Write the content, oldest first, to an .npz file, atomically."""
         order = self.chronological_indices()
-        arrays = {name: array[order] for name, array in self.data.items()}
+        arrays = {name: array[:, order] if name in PER_AGENT else array[order] for name, array in self.data.items()}
         arrays["meta_version"] = np.array(FORMAT_VERSION)
         arrays["meta_task"] = np.array(task)
         arrays["meta_num_added"] = np.array(self.num_added)
@@ -163,30 +175,34 @@ class ReplayBuffer:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise UsageError(f"replay buffer {path} is not readable: {err}") from err
         if int(arrays.get("meta_version", -1)) != FORMAT_VERSION:
-            raise UsageError(f"replay buffer {path} is not a buffer of this project (format version)")
+            raise UsageError(f"replay buffer {path} is not a buffer of this version of the project (format version)")
         saved_task = str(arrays["meta_task"])
         if saved_task != task:
             raise UsageError(f"replay buffer {path} was collected on {saved_task}, not {task}")
-        expected = {
-            "states": (state_dim,),
-            "obs": (num_agents, obs_width),
-            "next_states": (state_dim,),
-            "next_obs": (num_agents, obs_width),
-            "actions": (num_agents, 2),
-            "rewards": (num_agents,),
-            "terminations": (),
-        }
         size = len(arrays.get("states", ()))
+        n = num_agents
+        expected = {
+            "states": (size, state_dim),
+            "obs": (n, size, obs_width),
+            "next_states": (size, state_dim),
+            "next_obs": (n, size, obs_width),
+            "actions": (n, size, 2),
+            "rewards": (n, size),
+            "terminations": (size,),
+        }
         for name, shape in expected.items():
-            if name not in arrays or arrays[name].shape != (size, *shape):
+            if name not in arrays or arrays[name].shape != shape:
                 got = arrays[name].shape if name in arrays else "missing"
-                raise UsageError(f"replay buffer {path}: {name} has shape {got}, expected {(size, *shape)}")
+                raise UsageError(f"replay buffer {path}: {name} has shape {got}, expected {shape}")
         with_teacher = "teacher_actions" in arrays
         buffer = cls(capacity or max(size, 1), num_agents, obs_width, state_dim, 2, with_teacher, device, seed)
         if size > buffer.capacity:
             raise UsageError(f"replay buffer {path} holds {size} transitions, more than capacity {buffer.capacity}")
-        for name in buffer.data:
-            buffer.data[name][:size] = arrays[name]
+        for name, array in buffer.data.items():
+            if name in PER_AGENT:
+                array[:, :size] = arrays[name]
+            else:
+                array[:size] = arrays[name]
         buffer.size = size
         buffer.pos = size % buffer.capacity
         buffer.num_added = int(arrays["meta_num_added"])

@@ -140,35 +140,35 @@ def force_to_mpe_action(forces: np.ndarray) -> np.ndarray:
     return actions
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-8)
+def norm(v: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis, keeping it: (..., 2) -> (..., 1)."""
+    return np.sqrt(np.sum(np.square(v), axis=-1, keepdims=True))
 
 
-def scripted_prey_force(world, prey) -> np.ndarray:
-    """simple_tag prey: run from the nearest predator, turning back before the arena's edge."""
-    predators = [a for a in world.agents if a.adversary]
-    nearest = min(predators, key=lambda p: np.linalg.norm(p.state.p_pos - prey.state.p_pos))
-    flee = _unit(prey.state.p_pos - nearest.state.p_pos)
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(norm(v), 1e-8)
+
+
+def scripted_prey_forces(prey_pos: np.ndarray, predator_pos: np.ndarray) -> np.ndarray:
+    """simple_tag prey: run from the nearest predator, turning back before the arena's edge.
+    prey_pos (B, G, 2), predator_pos (B, P, 2) -> forces (B, G, 2)."""
+    away = prey_pos[:, :, None] - predator_pos[:, None]  # (B, G, P, 2)
+    nearest = np.argmin(norm(away)[..., 0], axis=-1)[..., None, None]
+    flee = unit(np.take_along_axis(away, nearest, axis=2)[:, :, 0])
     # the bound penalty starts at |x| = 0.9; pull back to the centre from 0.6 on
-    radius = float(np.linalg.norm(prey.state.p_pos))
-    home = -_unit(prey.state.p_pos) * np.clip((radius - 0.6) / 0.3, 0.0, 2.0)
+    home = -unit(prey_pos) * np.clip((norm(prey_pos) - 0.6) / 0.3, 0.0, 2.0)
     return np.clip(flee + home, -1.0, 1.0)
 
 
-def scripted_push_adversary_force(world, adversary) -> np.ndarray:
+def scripted_push_adversary_forces(adversary_pos: np.ndarray, good_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """simple_push adversary: stand between the goal landmark and the good agent, near the goal,
-    so the good agent has to go through it (and is pushed away) to reach the goal."""
-    goal = adversary.goal_a.state.p_pos
-    good = next(a for a in world.agents if not a.adversary)
-    offset = good.state.p_pos - goal
-    guard_point = goal + _unit(offset) * min(float(np.linalg.norm(offset)), 0.15)
-    return np.clip(3.0 * (guard_point - adversary.state.p_pos), -1.0, 1.0)
+    so the good agent has to go through it (and is pushed away) to reach the goal. Each (B, 2)."""
+    offset = good_pos - goal
+    guard_point = goal + unit(offset) * np.minimum(norm(offset), 0.15)
+    return np.clip(3.0 * (guard_point - adversary_pos), -1.0, 1.0)
 
 
-SCRIPTED_OPPONENTS = {
-    "simple_tag": scripted_prey_force,
-    "simple_push": scripted_push_adversary_force,
-}
+SCRIPTED_OPPONENTS = ("simple_tag", "simple_push")
 
 
 def silence(world) -> None:
@@ -176,6 +176,20 @@ def silence(world) -> None:
     for agent in world.agents:
         agent.silent = True
         agent.state.c = np.zeros(world.dim_c)
+
+
+def silenced_parallel_env(env_id: str, **limits):
+    """mpe2's own parallel_env as it would be built with every agent silent: zero utterances, and an
+    action of 5 values for an agent that moves (none for one that cannot). The ground truth of tests
+    and throughput measurements."""
+    from gymnasium.spaces import Box
+
+    env = ENV_MODULES[env_id].parallel_env(continuous_actions=True, max_cycles=EPISODE_LENGTH, **limits)
+    raw = env.unwrapped
+    silence(raw.world)
+    for agent in raw.world.agents:
+        raw.action_spaces[agent.name] = Box(0.0, 1.0, (5 if agent.movable else 0,))
+    return env
 
 
 def comm_free_columns(scenario, world) -> list[np.ndarray]:
@@ -265,9 +279,8 @@ class MPEEnv:
         world = self.world
         all_forces = np.zeros((len(self.possible_agents), ACTION_DIM))
         all_forces[self._learner_index] = forces
-        scripted = SCRIPTED_OPPONENTS.get(self.env_id)
-        for i in self._scripted_index:
-            all_forces[i] = scripted(world, world.agents[i])
+        if self._scripted_index:
+            all_forces[self._scripted_index] = self._scripted_forces()
         # mpe2's own world step: its action handling, physics and rewards
         self._raw.current_actions = list(force_to_mpe_action(all_forces))
         self._raw._execute_world_step()
@@ -281,6 +294,15 @@ class MPEEnv:
         if terminated or truncated:
             info["episode"] = self.episode_summary()
         return obs, state, rewards, terminated, truncated, info
+
+    def _scripted_forces(self) -> np.ndarray:
+        agents = self._raw.world.agents
+        positions = np.array([a.state.p_pos for a in agents])[None]
+        if self.env_id == "simple_tag":
+            adversary = np.array([a.adversary for a in agents])
+            return scripted_prey_forces(positions[:, ~adversary], positions[:, adversary])[0]
+        goal = agents[0].goal_a.state.p_pos[None]
+        return scripted_push_adversary_forces(positions[:, 0], positions[:, 1], goal)
 
     def episode_summary(self) -> dict:
         team_returns = {
@@ -307,35 +329,20 @@ class MPEEnv:
         self._raw.close()
 
 
-def evaluate(env: MPEEnv, act, episodes: int, seed: int, video_path: str | None = None) -> dict:
-    """Run `episodes` episodes with act(obs, state) -> forces (deterministic policies; a local policy
-    reads only obs, a global one the state), on the fixed seeds
-    seed, seed + 1, ...; return the mean returns per agent, per team and summed over agents.
-
-    With `video_path`, the first episode is rendered (the env needs render_mode="rgb_array") and
-    written there as an animated GIF.
-    """
-    summaries, frames = [], []
-    for episode in range(episodes):
-        obs, state = env.reset(seed=seed + episode)
-        record = video_path is not None and episode == 0
-        while True:
-            if record:
-                frames.append(env.render())
-            obs, state, _, terminated, truncated, info = env.step(act(obs, state))
-            if terminated or truncated:
-                summaries.append(info["episode"])
-                break
-    if frames:
-        save_gif(frames, video_path)
-    return {
-        "returns": {a: float(np.mean([s["returns"][a] for s in summaries])) for a in env.agents},
-        "team_returns": {
-            t: float(np.mean([s["team_returns"][t] for s in summaries])) for t in summaries[0]["team_returns"]
-        },
-        "sum": float(np.mean([s["sum"] for s in summaries])),
-        "length": float(np.mean([s["length"] for s in summaries])),
-    }
+def record_video(settings: dict, act, seed: int, path: str) -> None:
+    """Render one episode of mpe2 itself, started with reset(seed=seed), to an animated GIF.
+    act(obs (1, N, W), state (1, S)) -> forces (1, N, 2), as for the batched engine; with the
+    evaluation's seed this is the evaluation's first episode (the engine equals mpe2)."""
+    env = make_env(settings, render=True)
+    obs, state = env.reset(seed=seed)
+    frames = []
+    while True:
+        frames.append(env.render())
+        obs, state, _, terminated, truncated, _ = env.step(act(obs[None], state[None])[0])
+        if terminated or truncated:
+            break
+    env.close()
+    save_gif(frames, path)
 
 
 def save_gif(frames: list[np.ndarray], path: str) -> None:

@@ -53,10 +53,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def progress_line(step: int, total: int, start_time: float, recent_returns: list, seconds: dict) -> str:
-    """One progress line: step, mean return of the recent episodes, SPS, where time goes, time left."""
+def multiples_in(start: int, stop: int, every: int, first: int = 0) -> int:
+    """How many multiples of `every` lie in [max(start, first), stop): e.g. the learning iterations due
+    (one per `every` env steps from env step `first` on) while env steps start .. stop - 1 were taken."""
+    start = max(start, first)
+    return max(0, -(-stop // every) - -(-start // every))
+
+
+def progress_line(
+    step: int, total: int, start_step: int, start_time: float, recent_returns: list, seconds: dict
+) -> str:
+    """One progress line: step, mean return of the recent episodes, SPS (of this process: a resumed
+    run counts from its start step), where time goes, time left."""
     elapsed = time.time() - start_time
-    sps = step / max(elapsed, 1e-9)
+    sps = (step - start_step) / max(elapsed, 1e-9)
     spent = sum(seconds.values()) or 1.0
     shares = " ".join(f"{name} {100 * value / spent:.0f}%" for name, value in seconds.items())
     recent = f"{np.mean(recent_returns):.2f}" if recent_returns else "n/a"

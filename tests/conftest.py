@@ -18,6 +18,8 @@ TINY = [
     "300",
     "--eval-episodes",
     "2",
+    "--num-envs",
+    "4",
 ]
 
 

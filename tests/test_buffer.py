@@ -12,18 +12,21 @@ def make_buffer(capacity, with_teacher=True, seed=0):
     return ReplayBuffer(capacity, num_agents=N, obs_width=W, state_dim=S, with_teacher=with_teacher, seed=seed)
 
 
-def fill(buffer, count):
-    """Transition t carries the value t everywhere, so its step can be read off any field."""
-    for t in range(count):
+def fill(buffer, count, per_add=1):
+    """Transition t carries the value t everywhere, so its step can be read off any field; the
+    transitions arrive `per_add` at a time, as from that many environments stepped together."""
+    for start in range(0, count, per_add):
+        t = np.arange(start, min(start + per_add, count), dtype=float)
+        per_agent = t[:, None, None] * np.ones((1, N, 1))
         buffer.add(
-            state=np.full(S, t),
-            obs=np.full((N, W), t),
-            actions=np.full((N, 2), t),
-            rewards=np.full(N, t),
-            terminated=t % 2,
-            next_state=np.full(S, t + 1),
-            next_obs=np.full((N, W), t + 1),
-            teacher_actions=np.full((N, 2), -t) if buffer.with_teacher else None,
+            states=np.repeat(t[:, None], S, 1),
+            obs=np.repeat(per_agent, W, 2),
+            actions=np.repeat(per_agent, 2, 2),
+            rewards=np.repeat(t[:, None], N, 1),
+            terminations=t % 2,
+            next_states=np.repeat(t[:, None] + 1, S, 1),
+            next_obs=np.repeat(per_agent + 1, W, 2),
+            teacher_actions=-np.repeat(per_agent, 2, 2) if buffer.with_teacher else None,
         )
 
 
@@ -36,16 +39,30 @@ def test_sample_shapes_and_dtypes():
     fill(buffer, 20)
     batch = buffer.sample(8)
     assert batch.states.shape == (8, S) and batch.next_states.shape == (8, S)
-    assert batch.obs.shape == (8, N, W) and batch.next_obs.shape == (8, N, W)
-    assert batch.actions.shape == (8, N, 2) and batch.teacher_actions.shape == (8, N, 2)
-    assert batch.rewards.shape == (8, N) and batch.terminations.shape == (8,)
+    # per-agent fields come out agent-major, as the per-agent networks consume them
+    assert batch.obs.shape == (N, 8, W) and batch.next_obs.shape == (N, 8, W)
+    assert batch.actions.shape == (N, 8, 2) and batch.teacher_actions.shape == (N, 8, 2)
+    assert batch.rewards.shape == (N, 8) and batch.terminations.shape == (8,)
     for tensor in (batch.states, batch.obs, batch.actions, batch.rewards, batch.terminations):
         assert tensor.dtype == torch.float32
-    # the fields of one row belong to one transition
+    # the fields of one row belong to one transition, for every agent
     t = batch.states[:, 0]
-    assert torch.equal(batch.next_states[:, 0], t + 1) and torch.equal(batch.teacher_actions[:, 0, 0], -t)
+    assert torch.equal(batch.next_states[:, 0], t + 1) and torch.equal(batch.teacher_actions[:, :, 0], -t.expand(N, -1))
+    assert torch.equal(batch.obs[:, :, 0], t.expand(N, -1)) and torch.equal(batch.rewards, t.expand(N, -1))
     assert torch.equal(batch.terminations, t % 2) and torch.equal(batch.env_steps.float(), t)
     assert set(steps_of(buffer.sample(500))) == set(range(20))  # uniform over what is stored
+
+
+def test_a_batched_add_is_the_same_as_adding_one_at_a_time_across_wrap_around():
+    one, batched = make_buffer(10), make_buffer(10)
+    fill(one, 23)
+    fill(batched, 23, per_add=4)  # 4 environments per step: the ring wraps inside an add
+    assert batched.num_added == 23 and len(batched) == 10
+    for a, b in zip(one.iter_chronological(10), batched.iter_chronological(10)):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="capacity"):
+        fill(make_buffer(3), 4, per_add=4)
 
 
 def test_sampling_is_reproducible_with_the_seed():
@@ -53,14 +70,6 @@ def test_sampling_is_reproducible_with_the_seed():
     fill(a, 30)
     fill(b, 30)
     assert steps_of(a.sample(16)) == steps_of(b.sample(16))
-
-
-@pytest.mark.parametrize("count", [4, 10, 23])
-def test_latest_returns_the_newest_in_order(count):
-    buffer = make_buffer(10)
-    fill(buffer, count)
-    n = min(6, count)
-    assert steps_of(buffer.latest(6)) == list(range(count - n, count))
 
 
 @pytest.mark.parametrize("count", [7, 10, 23, 30])
@@ -124,7 +133,7 @@ def test_a_mismatched_or_missing_file_is_refused(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         ReplayBuffer.load(tmp_path / "nope.npz", "simple_tag", N, W, S)
     np.savez(tmp_path / "other.npz", states=np.zeros((3, S)))
-    with pytest.raises(UsageError, match="not a buffer of this project"):
+    with pytest.raises(UsageError, match="not a buffer of this version of the project"):
         ReplayBuffer.load(tmp_path / "other.npz", "simple_tag", N, W, S)
 
 
@@ -134,5 +143,11 @@ def test_teacher_actions_are_optional_but_required_once_chosen():
     assert plain.sample(2).teacher_actions is None
     with pytest.raises(ValueError, match="teacher"):
         make_buffer(10).add(
-            np.zeros(S), np.zeros((N, W)), np.zeros((N, 2)), np.zeros(N), 0, np.zeros(S), np.zeros((N, W))
+            np.zeros((1, S)),
+            np.zeros((1, N, W)),
+            np.zeros((1, N, 2)),
+            np.zeros((1, N)),
+            np.zeros(1),
+            np.zeros((1, S)),
+            np.zeros((1, N, W)),
         )

@@ -7,7 +7,7 @@ from conftest import TINY, assert_one_line_error, run_script
 import ctedd_global
 from common.buffer import ReplayBuffer
 from common.envs import MPEEnv, task_name
-from ctedd_global import Critics, GlobalPolicy, omega_loss, own_action_joint
+from ctedd_global import Critics, GlobalPolicy, RecentBatch, joint_action, omega_loss, own_action_joint
 
 N, S = 3, 20
 
@@ -26,7 +26,7 @@ def test_omega_update_leaves_trunk_and_mean_heads_unchanged():
     states = torch.randn(32, S)
     means, log_std = policy.mean_and_log_std(states)
     sampled = means.detach() + log_std.detach().exp() * torch.randn_like(means)
-    q = critics(states, sampled.clamp(-1, 1).transpose(0, 1).reshape(32, -1)).detach()
+    q = critics(states, joint_action(sampled.clamp(-1, 1))).detach()
     before = parameters_of(policy)
     optimizer = torch.optim.Adam(policy.omega.parameters(), lr=0.1)
     loss, _, _ = omega_loss(policy.log_std(states), sampled, means.detach(), q, alpha=0.01)
@@ -42,7 +42,7 @@ def test_ddpg_update_leaves_omega_unchanged():
     policy, critics = networks()
     states = torch.randn(32, S)
     means = policy(states)
-    joint = own_action_joint(means.detach().transpose(0, 1), means)
+    joint = own_action_joint(means.detach(), means)
     (-critics(states, joint).mean(1).sum()).backward()
     assert policy.omega.weight.grad is None and policy.omega.bias.grad is None
     assert policy.trunk[0].weight.grad.abs().sum() > 0 and policy.mean_heads.weight.grad.abs().sum() > 0
@@ -52,7 +52,7 @@ def test_agent_i_actor_loss_gives_no_gradient_to_agent_j_mean_head():
     policy, critics = networks()
     states = torch.randn(32, S)
     means = policy(states)
-    q = critics(states, own_action_joint(means.detach().transpose(0, 1), means))
+    q = critics(states, own_action_joint(means.detach(), means))
     q[2].mean().backward()  # agent 2's DDPG loss
     grad = policy.mean_heads.weight.grad
     assert grad[2].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[1].abs().sum() == 0
@@ -79,6 +79,22 @@ def test_eq1_gradient_for_a_gaussian_log_std_matches_the_hand_computed_value():
     # d/d log sigma of log pi = (a - mu)^2 / sigma^2 - 1; of the entropy = 1; the loss is minus the mean
     hand = -(q.unsqueeze(-1) * ((sampled - means) ** 2 / sigma**2 - 1) + alpha) / 2
     torch.testing.assert_close(log_std.grad, hand)
+
+
+def test_eq1_batch_is_what_was_sampled_since_the_last_iteration_in_order_and_is_emptied():
+    recent = RecentBatch()
+    for step in range(7):  # 7 steps of 4 environments: transition t carries the value t
+        t = torch.arange(4 * step, 4 * step + 4, dtype=torch.float32)
+        recent.add(t[:, None].expand(4, S), t[None, :, None].expand(N, 4, 2), -t[None, :, None].expand(N, 4, 2))
+    chunks = recent.take(3)  # three learning iterations due at once: three consecutive parts
+    assert [len(states) for states, _, _ in chunks] == [10, 9, 9]
+    assert torch.cat([states[:, 0] for states, _, _ in chunks]).tolist() == list(range(28))
+    for states, samples, means in chunks:
+        assert samples.shape == (N, len(states), 2) and torch.equal(samples[0, :, 0], states[:, 0])
+        assert torch.equal(means[2, :, 1], -states[:, 0])
+    recent.add(torch.zeros(4, S), torch.zeros(N, 4, 2), torch.zeros(N, 4, 2))
+    ((states, _, _),) = recent.take(1)
+    assert len(states) == 4  # emptied by the previous take
 
 
 def test_log_std_is_bounded_so_sigma_never_exceeds_one():
@@ -128,9 +144,11 @@ def test_saved_buffer_is_chronological_with_teacher_means_and_no_truncation_as_t
     (batch,) = buffer.iter_chronological(600)
     assert batch.env_steps.tolist() == list(range(600))
     assert batch.terminations.sum() == 0  # 24 episodes were truncated, none terminated
-    # consecutive transitions chain: s' of step t is s of step t+1, except across episode resets
-    chained = (batch.next_states[:-1] == batch.states[1:]).all(1)
-    assert chained.sum() == 600 - 24
+    # 4 environments add 4 transitions per step, env 0 first: s' of row t is s of row t + 4 (the same
+    # environment's next step), except across its episode resets (6 episodes of 25 steps per environment)
+    chained = (batch.next_states[:-4] == batch.states[4:]).all(1)
+    assert chained.sum() == (600 - 4) - 4 * 5
+    assert not (batch.next_states[:-1] == batch.states[1:]).all(1).any()  # neighbours are other environments
     assert batch.actions.abs().max() <= 1 and batch.teacher_actions is not None
     assert not torch.equal(batch.actions, batch.teacher_actions)  # executed = clip(mean + noise)
 
@@ -152,6 +170,8 @@ def test_resume_continues_the_step_count_and_the_curve(tmp_path):
     events.Reload()
     steps = sorted(e.step for e in events.Scalars(".", "eval/episodic_return"))
     assert steps == [300, 600]
+    at_budget = run_script("ctedd_global.py", *args, cwd=tmp_path)
+    assert_one_line_error(at_budget, f"runs/{run_dir.name} is already at env step 600; pass --total-timesteps above")
 
 
 def test_periodic_checkpoint_and_crash_safety(tmp_path):

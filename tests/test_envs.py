@@ -1,16 +1,15 @@
 import numpy as np
 import pytest
-from gymnasium.spaces import Box
 from mpe2 import simple_push_v3
 
 from common.envs import (
-    ENV_MODULES,
     EPISODE_LENGTH,
     NEIGHBOR_ENV_IDS,
     SUPPORTED_ENV_IDS,
     MPEEnv,
     check_task,
     force_to_mpe_action,
+    silenced_parallel_env,
     task_name,
 )
 from common.utils import UsageError
@@ -56,17 +55,6 @@ def test_stepping_prints_nothing(env_id, capfd):
         env.step(rng.uniform(-1, 1, (env.num_agents, 2)))
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-
-
-def silenced_parallel_env(env_id, **limits):
-    """mpe2's parallel_env as it would be built with every agent silent: zero utterances, and an
-    action of 5 values for an agent that moves (none for one that cannot)."""
-    env = ENV_MODULES[env_id].parallel_env(continuous_actions=True, max_cycles=EPISODE_LENGTH, **limits)
-    raw = env.unwrapped
-    for agent in raw.world.agents:
-        agent.silent = True
-        raw.action_spaces[agent.name] = Box(0.0, 1.0, (5 if agent.movable else 0,))
-    return env
 
 
 # comm slots mpe2 appends to an observation (utterance width x agents heard); our layer drops them

@@ -13,6 +13,7 @@ from maddpg import (
     StraightThroughSign,
     clip_grad_norm_per_agent_,
     critic_actions,
+    joint_action,
     own_action_joint,
     perturbed_messages,
     td_target,
@@ -83,7 +84,7 @@ def test_another_agents_observation_reaches_agent_i_only_through_the_bits():
 def test_agent_i_actor_loss_moves_only_its_own_action():
     torch.manual_seed(0)
     policy, critics = policies(0), Critics(N, S, 2, hidden=16)
-    obs, state, buffer_actions = torch.randn(N, 32, W), torch.randn(32, S), torch.rand(32, N, 2) * 2 - 1
+    obs, state, buffer_actions = torch.randn(N, 32, W), torch.randn(32, S), torch.rand(N, 32, 2) * 2 - 1
     q = critics(state, own_action_joint(buffer_actions, policy(obs)))
     q[1].mean().backward()  # agent 1's actor loss
     weight_grad = policy.action_net[0].weight.grad
@@ -101,7 +102,7 @@ def test_who_teaches_a_senders_part_1_depends_on_the_channel(reinforced):
     obs, state = torch.randn(N, 64, W), torch.randn(64, S)
     _, actions = critic_actions(policy, obs, reinforced)
     assert actions.shape == (N, 64, 2 + k if reinforced else 2)
-    buffer_actions = torch.rand(64, N, actions.shape[-1]) * 2 - 1
+    buffer_actions = torch.rand(N, 64, actions.shape[-1]) * 2 - 1
     critics(state, own_action_joint(buffer_actions, actions))[0].mean().backward()  # agent 0's actor loss
     grad = policy.message_net[0].weight.grad.abs().flatten(1).sum(1)  # per sender
     if reinforced:
@@ -127,11 +128,12 @@ def test_reinforced_exploration_flips_unsure_bits_more_often():
 
 
 def test_own_action_joint_replaces_exactly_the_own_slot():
-    buffer_actions, policy_actions = torch.rand(5, N, 2), torch.rand(N, 5, 2)
+    buffer_actions, policy_actions = torch.rand(N, 5, 2), torch.rand(N, 5, 2)
     joint = own_action_joint(buffer_actions, policy_actions).reshape(N, 5, N, 2)
+    torch.testing.assert_close(joint_action(buffer_actions).reshape(5, N, 2), buffer_actions.transpose(0, 1))
     for i in range(N):
         for j in range(N):
-            expected = policy_actions[i] if i == j else buffer_actions[:, j]
+            expected = policy_actions[i] if i == j else buffer_actions[j]
             assert torch.equal(joint[i, :, j], expected)
 
 
