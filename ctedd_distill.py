@@ -1,5 +1,9 @@
-# CTEDD stage 2: distil the global policies into local policies that communicate with k bits.
-# CTEDD (arXiv 1910.09152); see DESIGN section 1 "Stage 2" and README.md.
+# CTEDD stage 2: distil the global policies into local policies that communicate with k bits (arXiv
+# 1910.09152, Figure 2 and eq. (2)). Reading guide: README.md, "Reading the code"; docs/stage2.md.
+#
+# Shapes: N agents, B a batch (consecutive stage-1 transitions, or evaluation episodes), S the full
+# state, W the (zero-padded) observation width, k message bits. Per-agent tensors are agent-major,
+# (N, B, ...): what AgentLinear computes on and what the replay buffer returns.
 import glob
 import os
 import random
@@ -13,8 +17,8 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 
+from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import ACTION_DIM, TASK_SETTINGS, describe_episode, log_episode, record_video
@@ -69,9 +73,6 @@ class Args:
     """evaluate the local policies every `eval_every` consumed transitions"""
     eval_episodes: int = 100
     """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
-
-
-EVAL_SEED = 10_000
 
 
 def check_args(args: Args) -> None:
@@ -258,9 +259,9 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     except (KeyError, RuntimeError) as err:
         raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
     act = local_actor(policy, device)
-    result = evaluate(envs, act, EVAL_SEED)
+    result = evaluate(envs, act, runs.EVAL_SEED)
     if args.capture_video:
-        record_video(saved, act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
+        record_video(saved, act, runs.EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
     return result
 
@@ -273,22 +274,7 @@ def main(args: Args) -> dict:
         return evaluate_checkpoint(args, device)
     teacher, stage1, eval_envs, rb = load_teacher(args, device)
     run_name = f"{eval_envs.task}__{args.exp_name}__k{args.message_bits}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-    )
+    writer = runs.start_run(args, f"runs/{run_name}")  # tensorboard with the hyperparameter table, and wandb
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -303,8 +289,8 @@ def main(args: Args) -> dict:
     optimizer = optim.Adam(student.parameters(), lr=args.learning_rate)
     act = local_actor(student, device)
 
-    teacher_result = evaluate(eval_envs, global_actor(teacher, device), EVAL_SEED)
-    random_result = evaluate(eval_envs, random_actor(args.seed), EVAL_SEED)
+    teacher_result = evaluate(eval_envs, global_actor(teacher, device), runs.EVAL_SEED)
+    random_result = evaluate(eval_envs, random_actor(args.seed), runs.EVAL_SEED)
     log_episode(writer, "teacher", teacher_result, rb.num_added)
 
     def kept(result: dict) -> float:
@@ -336,14 +322,14 @@ def main(args: Args) -> dict:
                 writer.add_scalar("charts/consumed_env_step", env_step, consumed)
             if consumed >= next_eval and pass_index == 0:
                 next_eval += args.eval_every
-                result = evaluate(eval_envs, act, EVAL_SEED)
+                result = evaluate(eval_envs, act, runs.EVAL_SEED)
                 log_episode(writer, "eval", result, env_step)
                 writer.add_scalar("eval/teacher_fraction", kept(result), env_step)
                 print(f"env step {env_step}: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
 
-        result = evaluate(eval_envs, act, EVAL_SEED)
+        result = evaluate(eval_envs, act, runs.EVAL_SEED)
         if args.capture_video:
-            record_video(stage1, act, EVAL_SEED, f"videos/{run_name}/pass_{pass_index + 1}.gif")
+            record_video(stage1, act, runs.EVAL_SEED, f"videos/{run_name}/pass_{pass_index + 1}.gif")
         log_episode(writer, "eval_after_pass", result, pass_index + 1)
         writer.add_scalar("eval_after_pass/teacher_fraction", kept(result), pass_index + 1)
     if args.passes == 1:

@@ -1,5 +1,11 @@
-# CTEDD stage 1: global policies on the full state, with centralized training and exploration.
-# CTEDD (arXiv 1910.09152); see DESIGN section 1 "Stage 1" and README.md.
+# CTEDD stage 1: global policies on the full state, with centralized training and exploration (arXiv
+# 1910.09152, Figure 1 and eq. (1)). Reading guide: README.md, "Reading the code"; docs/stage1.md.
+#
+# Shapes: N agents, B a batch (replay samples, the environments stepped together, or eq. (1)'s recent
+# transitions), S the full state, W the (zero-padded) observation width, A an agent's action width (its
+# 2-D force; in maddpg.py's reinforced channel also its k bits). Per-agent tensors are agent-major,
+# (N, B, ...): what AgentLinear computes on and what the replay buffer returns. The environments are
+# batch-major, (B, N, ...).
 import math
 import os
 import random
@@ -14,12 +20,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 
+from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
-from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_flags, task_of
-from common.utils import UsageError, load_checkpoint, multiples_in, progress_line, save_checkpoint, timing_line
+from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_of
+from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
 
 
 @dataclass
@@ -46,8 +52,8 @@ class Args:
     """whether to save the model and the replay buffer (stage 2 needs both) into `runs/{run_name}`"""
     eval_checkpoint: str | None = None
     """if given, load this checkpoint and only evaluate it (no training)"""
-    checkpoint_frequency: int = 100_000
-    """write a resumable checkpoint (and the buffer) every `checkpoint_frequency` env steps"""
+    checkpoint_frequency: int = 0
+    """write a resumable checkpoint (networks, optimizers, replay buffer) every N env steps (0: never)"""
     resume: str | None = None
     """a run directory `runs/{run_name}` to continue from its last checkpoint"""
 
@@ -66,7 +72,7 @@ class Args:
     num_envs: int = 16
     """environments stepped together by the batched engine (16: see README, "Speed")"""
     learning_rate: float = 1e-2
-    """the learning rate of the policy (trunk, mean heads, omega_i) and Q optimizers"""
+    """the learning rate of every optimizer"""
     buffer_size: int = 1_000_000
     """the replay memory buffer size"""
     gamma: float = 0.95
@@ -78,24 +84,23 @@ class Args:
     learning_starts: int = 25_600
     """env step at which learning starts"""
     train_frequency: int = 100
-    """one learning iteration each `train_frequency` env steps; B = the transitions in between"""
+    """one learning iteration each `train_frequency` env steps; eq. (1)'s B = the transitions in between"""
     max_grad_norm: float = 0.5
-    """the maximum gradient norm"""
+    """the maximum gradient norm, over all the parameters of an optimizer"""
     actor_reg: float = 1e-3
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
-    alpha: float = 1.0
-    """the entropy regularization factor of eq. (1) (1.0: best of 0.01/0.1/1.0 on simple_spread; it holds sigma at 1)"""
-    pg_baseline: bool = True
-    """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (see README)"""
     hidden_dim: int = 64
     """width of the two hidden layers of every network"""
     eval_frequency: int = 50_000
     """evaluate the deterministic policies every `eval_frequency` env steps"""
     eval_episodes: int = 100
     """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
+    alpha: float = 1.0
+    """the entropy regularization factor of eq. (1) (1.0: best of 0.01/0.1/1.0 on simple_spread; it holds sigma at 1)"""
+    pg_baseline: bool = True
+    """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (see README)"""
 
 
-EVAL_SEED = 10_000
 # paper is silent; we squash log sigma_i into [-5, 0]: sigma <= 1 spans the whole action range [-1, 1]
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
 
@@ -103,16 +108,14 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
 def check_args(args: Args) -> None:
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
     positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
-    for name in (*positive, "eval_episodes"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0 or args.alpha < 0 or args.checkpoint_frequency <= 0:
-        raise UsageError("--learning-starts and --alpha must not be negative, --checkpoint-frequency positive")
+    non_negative = ("learning_starts", "checkpoint_frequency", "alpha")
+    check_counts(args, (*positive, "eval_episodes"), non_negative)
 
 
 # ALGO LOGIC: initialize agent here:
 class AgentLinear(nn.Module):
-    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out)."""
+    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out).
+    Equals, for each agent i, nn.Linear(in, out) applied to x[i] (a test checks it)."""
 
     def __init__(self, num_agents: int, in_features: int, out_features: int):
         super().__init__()
@@ -135,11 +138,9 @@ def mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:
 
 
 class GlobalPolicy(nn.Module):
-    """The global policies of all N agents on the full state s (the paper's Figure 1):
-    a shared global DNN (trunk) and one mean head per agent: mu_i(s) = tanh(head_i(trunk(s)));
-    per agent a local component omega_i: log sigma_i(s) = omega_i(trunk(s), detached), so omega_i
-    never moves the trunk. pi_i(a_i | s) = N(mu_i(s), diag sigma_i(s)^2).
-    Tensors are agent-major: state (B, S) -> means, log_stds (N, B, 2)."""
+    """The global policies of all N agents on the full state s (the paper's Figure 1): a shared global
+    DNN (trunk) and per agent a mean head, mu_i(s) = tanh(head_i(trunk(s))), and a local component
+    omega_i, log sigma_i(s) = omega_i(trunk(s)): pi_i(a_i | s) = N(mu_i(s), diag sigma_i(s)^2)."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
@@ -149,50 +150,50 @@ class GlobalPolicy(nn.Module):
         # paper is silent on omega_i's shape; we use one linear layer per agent on the trunk features
         self.omega = AgentLinear(num_agents, hidden, ACTION_DIM)
 
-    def features(self, state: torch.Tensor) -> torch.Tensor:
-        """Trunk features, repeated for each agent's head: (B, S) -> (N, B, hidden)."""
-        features = self.trunk(state)
-        return features.expand(self.num_agents, *features.shape)
-
-    def preactivation(self, state: torch.Tensor) -> torch.Tensor:
-        return self.mean_heads(self.features(state))
-
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        """The deterministic actions mu_i(s)."""
-        return torch.tanh(self.preactivation(state))
-
-    def log_std_from(self, features: torch.Tensor) -> torch.Tensor:
-        x = torch.tanh(self.omega(features.detach()))
-        return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (x + 1)
-
-    def log_std(self, state: torch.Tensor) -> torch.Tensor:
-        return self.log_std_from(self.features(state))
-
-    def mean_and_log_std(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(state)
-        return torch.tanh(self.mean_heads(features)), self.log_std_from(features)
+    def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """state (B, S) -> the means' preactivation (mu_i(s) = its tanh) and log sigma_i(s), (N, B, 2) each.
+        omega_i reads the trunk's features detached: it never moves the trunk."""
+        features = self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(self.omega(features.detach())) + 1)
+        return self.mean_heads(features), log_std
 
     def ddpg_parameters(self) -> list[nn.Parameter]:
         return [*self.trunk.parameters(), *self.mean_heads.parameters()]
 
 
 class Critics(nn.Module):
-    """The centralized Q-network Q(s, a_1..a_N): one network with one output per agent (Q_i).
-    state (B, S) and joint actions (B, 2N), or (N, B, 2N) with Q_i read at row i -> Q (N, B)."""
+    """The centralized Q-network Q(s, a_1..a_N). Paper is silent on mixed tasks (push, tag); we use one
+    network with one output per agent, Q_i, which coincide in cooperative tasks. Actions come
+    agent-major, (N, B, A)."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
+        self.num_agents = num_agents
         self.net = mlp(state_dim + num_agents * ACTION_DIM, hidden, num_agents)
 
-    def forward(self, state: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([state.expand(*joint_actions.shape[:-1], -1), joint_actions], dim=-1)
-        q = self.net(x)
-        return q.T if q.dim() == 2 else q.diagonal(dim1=0, dim2=2).T
+    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
+        return self.net(torch.cat([state, joint_action(actions)], dim=-1)).T
+
+    def own_action(self, state: torch.Tensor, actions: torch.Tensor, own_actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(s, a) where agent i's action is own_actions[i] and the others' are `actions`: (N, B)."""
+        joint = own_action_joint(actions, own_actions)
+        q = self.net(torch.cat([state.expand(self.num_agents, *state.shape), joint], dim=-1))  # (N, B, N)
+        return q.diagonal(dim1=0, dim2=2).T  # Q_i read on agent i's own joint action
 
 
 def joint_action(actions: torch.Tensor) -> torch.Tensor:
     """Every agent's action side by side, in agent order: (N, B, A) -> (B, N * A)."""
     return actions.transpose(0, 1).reshape(actions.shape[1], -1)
+
+
+def own_action_joint(actions: torch.Tensor, own_actions: torch.Tensor) -> torch.Tensor:
+    """Agent i's joint action has its own slot from own_actions and the others' from actions:
+    both (N, B, A) -> (N, B, N * A); row i equals joint_action(actions with row i replaced)."""
+    n, batch, action_dim = own_actions.shape
+    own = torch.eye(n, device=own_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
+    joint = own * own_actions.transpose(0, 1) + (1 - own) * actions.transpose(0, 1)
+    return joint.reshape(n, batch, n * action_dim)
 
 
 def td_target(rewards, terminations, next_q, gamma):
@@ -202,14 +203,10 @@ def td_target(rewards, terminations, next_q, gamma):
     return rewards + gamma * (1.0 - terminations) * next_q
 
 
-def own_action_joint(other_actions: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
-    """Q_i's joint action for agent i's DDPG loss: a_i from the current policy, a_j (j != i) from
-    `other_actions`, held fixed. Both (N, B, A) -> (N, B, N * A); equals, for each i, joint_action of
-    `other_actions` with row i replaced by the policy's."""
-    n, batch, action_dim = policy_actions.shape
-    own = torch.eye(n, device=policy_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
-    joint = own * policy_actions.transpose(0, 1) + (1 - own) * other_actions.transpose(0, 1)
-    return joint.reshape(n, batch, n * action_dim)
+def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for param, target_param in zip(net.parameters(), target.parameters()):
+            target_param.lerp_(param, tau)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -223,17 +220,12 @@ def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
 def omega_loss(log_std, sampled_actions, means, q, alpha):
     """eq. (1) as a loss to minimise, per agent i, over the on-policy batch B:
     -( mean_B[ log pi_i(a_i | s) * Q_i(s, a) ] + alpha * mean_B[ H(pi_i(. | s)) ] ).
+    Paper is silent on the scale of the entropy term (a sum over B in eq. (1)); we average both terms.
     log_std, sampled_actions (as drawn, before clipping), means: (N, B, 2); q: (N, B), no gradient.
     Returns the loss summed over agents, and the policy-gradient and entropy terms per agent."""
     policy_gradient = (gaussian_log_prob(sampled_actions, means, log_std) * q).mean(1)
     entropy = gaussian_entropy(log_std).mean(1)
     return -(policy_gradient + alpha * entropy).sum(), policy_gradient, entropy
-
-
-def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
-    with torch.no_grad():
-        for param, target_param in zip(net.parameters(), target.parameters()):
-            target_param.lerp_(param, tau)
 
 
 class RecentBatch:
@@ -242,17 +234,15 @@ class RecentBatch:
     (N, B, 2). Taken (and emptied) at each learning iteration."""
 
     def __init__(self):
-        self.states, self.samples, self.means = [], [], []
+        self.parts = []
 
     def add(self, states: torch.Tensor, samples: torch.Tensor, means: torch.Tensor) -> None:
-        self.states.append(states)
-        self.samples.append(samples)
-        self.means.append(means)
+        self.parts.append((states, samples, means))
 
     def take(self, chunks: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The batch, split into `chunks` consecutive parts (one per learning iteration due now)."""
-        states, samples, means = torch.cat(self.states), torch.cat(self.samples, 1), torch.cat(self.means, 1)
-        self.states, self.samples, self.means = [], [], []
+        states, samples, means = (torch.cat(field, dim) for field, dim in zip(zip(*self.parts), (0, 1, 1)))
+        self.parts = []
         return [(states[i], samples[:, i], means[:, i]) for i in np.array_split(np.arange(len(states)), chunks)]
 
 
@@ -265,43 +255,9 @@ def deterministic_actor(policy: GlobalPolicy, device: torch.device):
         """Centralized execution: every agent's action is a function of the full state.
         state (B, S) -> forces (B, N, 2)."""
         with torch.no_grad():
-            return policy(torch.from_numpy(state).to(device)).transpose(0, 1).cpu().numpy()
+            return torch.tanh(policy(torch.from_numpy(state).to(device))[0]).transpose(0, 1).cpu().numpy()
 
     return act
-
-
-def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
-    checkpoint = load_checkpoint(args.eval_checkpoint)
-    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
-    if task_of(vars(saved)) != task_of(vars(args)):
-        raise UsageError(
-            f"checkpoint {args.eval_checkpoint} was trained on {task_of(vars(saved))}, not {task_of(vars(args))}"
-        )
-    envs = make_envs(vars(args), args.eval_episodes)
-    policy = make_policy(saved, envs).to(device)
-    try:
-        policy.load_state_dict(checkpoint["policy"])
-    except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
-    act = deterministic_actor(policy, device)
-    result = evaluate(envs, act, EVAL_SEED)
-    if args.capture_video:
-        record_video(vars(args), act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
-    print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
-    return result
-
-
-def resume_args(args: Args) -> tuple[Args, dict]:
-    """The arguments of the run in `args.resume`, with the total budget of this command, and its checkpoint."""
-    checkpoint = load_checkpoint(os.path.join(args.resume, "checkpoint.pt"))
-    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
-    if checkpoint["global_step"] >= args.total_timesteps:
-        raise UsageError(
-            f"{args.resume} is already at env step {checkpoint['global_step']}; "
-            f"pass --total-timesteps above it to continue"
-        )
-    saved.resume, saved.total_timesteps = args.resume, args.total_timesteps
-    return saved, checkpoint
 
 
 def main(args: Args) -> dict:
@@ -309,29 +265,14 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
-        return evaluate_checkpoint(args, device)
+        return runs.evaluate_checkpoint(args, Args, make_policy, deterministic_actor, device)
     checkpoint = None
     if args.resume:
-        args, checkpoint = resume_args(args)
+        args, checkpoint = runs.resume_args(args, Args)
     run_name = os.path.basename(os.path.normpath(args.resume)) if args.resume else None
     run_name = run_name or f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = f"runs/{run_name}"
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    writer = SummaryWriter(run_dir)
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-    )
+    writer = runs.start_run(args, run_dir)  # tensorboard with the hyperparameter table, and wandb with --track
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -356,27 +297,14 @@ def main(args: Args) -> dict:
 
     # the buffer also records the teacher's mean action mu(s) at collection time, for stage 2
     capacity = min(args.buffer_size, args.total_timesteps)
-    rb = ReplayBuffer(capacity, num_agents, envs.obs_width, envs.state_dim, with_teacher=True, device=device)
-    modules = {
-        "policy": policy,
-        "target_policy": target_policy,
-        "critics": critics,
-        "target_critics": target_critics,
-        "q_optimizer": q_optimizer,
-        "actor_optimizer": actor_optimizer,
-        "omega_optimizer": omega_optimizer,
-    }
+    rb = ReplayBuffer(
+        capacity, num_agents, envs.obs_width, envs.state_dim, with_teacher=True, device=device, seed=args.seed
+    )
+    modules = dict(policy=policy, target_policy=target_policy, critics=critics, target_critics=target_critics)
+    modules.update(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer, omega_optimizer=omega_optimizer)
     start_step = 0
     if checkpoint is not None:
-        for name, module in modules.items():
-            module.load_state_dict(checkpoint[name])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        start_step = checkpoint["global_step"]
-        rb = ReplayBuffer.load(
-            f"{run_dir}/buffer.npz", envs.task, num_agents, envs.obs_width, envs.state_dim, capacity, device
-        )
-        print(f"resumed {run_dir} at step {start_step}")
-    rb.rng = np.random.default_rng(args.seed + start_step)
+        start_step, rb = runs.restore(checkpoint, modules, run_dir, rb, envs.task)
     act = deterministic_actor(policy, device)
     recent = RecentBatch()
     seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
@@ -390,11 +318,12 @@ def main(args: Args) -> dict:
         tick = time.perf_counter()
         with torch.no_grad():
             state_t = torch.from_numpy(state).to(device)
-            means, log_std = policy.mean_and_log_std(state_t)
+            preactivation, log_std = policy(state_t)
+            means = torch.tanh(preactivation)
             # a_i ~ pi_i(. | s) for all agents from one shared trunk: joint, coordinated exploration
             samples = means + log_std.exp() * torch.randn_like(means)
             recent.add(state_t, samples, means)
-            forces = samples.clamp(-1.0, 1.0).transpose(0, 1).cpu().numpy()  # batch-major (B, N, 2)
+            forces = samples.clamp(-1.0, 1.0).transpose(0, 1).cpu().numpy()
         seconds["act"] += time.perf_counter() - tick
 
         # TRY NOT TO MODIFY: execute the game and log data.
@@ -403,8 +332,7 @@ def main(args: Args) -> dict:
         seconds["env"] += time.perf_counter() - tick
 
         # done = termination only: the TD target bootstraps through the 25-step time limit
-        teacher_actions = means.transpose(0, 1).cpu().numpy()
-        rb.add(state, obs, forces, rewards, terminations, next_state, next_obs, teacher_actions)
+        rb.add(state, obs, forces, rewards, terminations, next_state, next_obs, means.transpose(0, 1).cpu().numpy())
         obs, state = next_obs, next_state
         if "episode" in infos:  # episodes ended: log them, start new ones there
             log_episode(writer, "charts", infos["episode"], global_step)
@@ -417,9 +345,10 @@ def main(args: Args) -> dict:
             tick = time.perf_counter()
             data = rb.sample(args.batch_size)
             with torch.no_grad():
-                next_q = target_critics(data.next_states, joint_action(target_policy(data.next_states)))
+                next_actions = torch.tanh(target_policy(data.next_states)[0])
+                next_q = target_critics(data.next_states, next_actions)
                 target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
-            q_values = critics(data.states, joint_action(data.actions))
+            q_values = critics(data.states, data.actions)
             qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
 
             q_optimizer.zero_grad()
@@ -429,25 +358,25 @@ def main(args: Args) -> dict:
 
             # eq. (1): max-entropy policy gradient for omega_i, on the batch B of transitions collected
             # since the last learning iteration (on-policy data, not the replay buffer), before the trunk
-            # moves: sigma_i(s) is that of the policy that drew the samples
+            # moves: sigma_i(s) is that of the policy that drew the samples. With the default alpha 1.0
+            # the entropy term outweighs the Q term and sigma stays at its upper bound 1 (README).
             with torch.no_grad():
-                q_b = critics(recent_states, joint_action(recent_samples.clamp(-1.0, 1.0)))
+                q_b = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # Q_i at the executed actions
                 if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
-                    q_b = q_b - critics(recent_states, joint_action(recent_means))
-            log_std_b = policy.log_std(recent_states)
+                    q_b = q_b - critics(recent_states, recent_means)
+            _, log_std_b = policy(recent_states)
             omega_loss_value, omega_pg, entropy = omega_loss(log_std_b, recent_samples, recent_means, q_b, args.alpha)
             omega_optimizer.zero_grad()
             omega_loss_value.backward()
             nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)
             omega_optimizer.step()
 
-            # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own
-            # mean mu_i only; the other agents' means are held fixed.
-            critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
-            preactivation = policy.preactivation(data.states)
+            # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own mean
+            # mu_i only; paper is silent on the others' actions: their current means, held fixed
+            preactivation, _ = policy(data.states)
             means_b = torch.tanh(preactivation)
-            joint = own_action_joint(means_b.detach(), means_b)
-            actor_loss = -critics(data.states, joint).mean(1).sum()
+            critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+            actor_loss = -critics.own_action(data.states, means_b.detach(), means_b).mean(1).sum()
             actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
             actor_optimizer.zero_grad()
             actor_loss.backward()
@@ -477,37 +406,23 @@ def main(args: Args) -> dict:
         done_steps = global_step + args.num_envs
         if multiples_in(global_step + 1, done_steps + 1, args.eval_frequency) or done_steps >= args.total_timesteps:
             tick = time.perf_counter()
-            result = evaluate(eval_envs, act, EVAL_SEED)
+            result = evaluate(eval_envs, act, runs.EVAL_SEED)
             log_episode(writer, "eval", result, done_steps)
             if args.capture_video:
-                record_video(vars(args), act, EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
+                record_video(vars(args), act, runs.EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
             seconds["eval"] += time.perf_counter() - tick
 
-        if args.save_model and multiples_in(global_step + 1, done_steps + 1, args.checkpoint_frequency):
-            if done_steps < args.total_timesteps:
-                save_run(run_dir, args, modules, rb, done_steps)
+        if args.save_model and runs.checkpoint_due(global_step, done_steps, args):
+            runs.save_run(run_dir, args, modules, rb, done_steps)
 
     print(f"final eval: {describe_episode(result)}")
     print(timing_line(done_steps - start_step, start_time, seconds))
     if args.save_model:
-        model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-        save_checkpoint(
-            model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()}
-        )
-        save_run(run_dir, args, modules, rb, done_steps)
-        print(f"model saved to {model_path}, replay buffer (oldest first) to {run_dir}/buffer.npz")
-        print(f"evaluate it with: python ctedd_global.py {task_flags(vars(args))} --eval-checkpoint {model_path}")
-        print(f"logs: tensorboard --logdir runs; next, distil: python ctedd_distill.py --global-run {run_dir}")
+        runs.save_run(run_dir, args, modules, rb, done_steps)  # the replay buffer is stage 2's training data
+        runs.save_model(run_dir, args, "ctedd_global.py", policy, critics)
+        print(f"next, distil: python ctedd_distill.py --global-run {run_dir}")
     writer.close()
     return result
-
-
-def save_run(run_dir: str, args: Args, modules: dict, rb: ReplayBuffer, global_step: int) -> None:
-    """A resumable checkpoint: the buffer first, then the weights and state that point at it."""
-    rb.save(f"{run_dir}/buffer.npz", task=task_of(vars(args)))
-    checkpoint = {name: module.state_dict() for name, module in modules.items()}
-    checkpoint.update(args=vars(args), global_step=global_step, torch_rng=torch.get_rng_state())
-    save_checkpoint(f"{run_dir}/checkpoint.pt", checkpoint)
 
 
 if __name__ == "__main__":

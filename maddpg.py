@@ -1,5 +1,11 @@
-# MADDPG-k: local policies with a k-bit communication channel, trained directly by MADDPG.
-# The baseline of CTEDD (arXiv 1910.09152); see DESIGN section 1 "Baseline" and README.md.
+# MADDPG-k: local policies with a k-bit communication channel, trained directly by MADDPG (Lowe et al.
+# 2017), the baseline of CTEDD (arXiv 1910.09152). Reading guide: README.md, "Reading the code".
+#
+# Shapes: N agents, B a batch (replay samples, the environments stepped together, or eq. (1)'s recent
+# transitions), S the full state, W the (zero-padded) observation width, A an agent's action width (its
+# 2-D force; in maddpg.py's reinforced channel also its k bits). Per-agent tensors are agent-major,
+# (N, B, ...): what AgentLinear computes on and what the replay buffer returns. The environments are
+# batch-major, (B, N, ...).
 import os
 import random
 import sys
@@ -13,12 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 
+from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
-from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_flags, task_of
-from common.utils import UsageError, load_checkpoint, multiples_in, progress_line, save_checkpoint, timing_line
+from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_of
+from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
 
 
 @dataclass
@@ -45,6 +51,10 @@ class Args:
     """whether to save the model into the `runs/{run_name}` folder"""
     eval_checkpoint: str | None = None
     """if given, load this checkpoint and only evaluate it (no training)"""
+    checkpoint_frequency: int = 0
+    """write a resumable checkpoint (networks, optimizers, replay buffer) every N env steps (0: never)"""
+    resume: str | None = None
+    """a run directory `runs/{run_name}` to continue from its last checkpoint"""
 
     # Algorithm specific arguments
     env_id: str = "simple_push"
@@ -61,7 +71,7 @@ class Args:
     num_envs: int = 16
     """environments stepped together by the batched engine (16: see README, "Speed")"""
     learning_rate: float = 1e-2
-    """the learning rate of the actor and critic optimizers"""
+    """the learning rate of every optimizer"""
     buffer_size: int = 1_000_000
     """the replay memory buffer size"""
     gamma: float = 0.95
@@ -73,45 +83,41 @@ class Args:
     learning_starts: int = 25_600
     """env step at which learning starts"""
     train_frequency: int = 100
-    """one update of every critic and actor each `train_frequency` env steps"""
+    """one learning iteration each `train_frequency` env steps"""
     max_grad_norm: float = 0.5
-    """the maximum gradient norm, per agent"""
+    """the maximum gradient norm, over all the parameters of an optimizer"""
     actor_reg: float = 1e-3
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
-    exploration_noise: float = 1.0
-    """the std of the Gaussian exploration noise added to the forces (chosen on simple_spread, see README)"""
     hidden_dim: int = 64
     """width of the two hidden layers of every network"""
+    eval_frequency: int = 50_000
+    """evaluate the deterministic policies every `eval_frequency` env steps"""
+    eval_episodes: int = 100
+    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
+    exploration_noise: float = 1.0
+    """the std of the Gaussian exploration noise added to the forces (chosen on simple_spread, see README)"""
     message_bits: int = 0
     """k, the bits each agent broadcasts per step (0: plain MADDPG; the paper uses 1 and 3)"""
     message_type: Literal["binary", "continuous"] = "binary"
     """binary: k bits in {-1, +1} (straight-through gradients); continuous: k reals in (-1, 1)"""
     channel: Literal["differentiable", "reinforced"] = "differentiable"
-    """how the channel is learned. differentiable: the receivers' actor losses reach the sender's Part 1 through
-    the bits (straight-through, as in DIAL); reinforced: the bits are part of the sender's action, every critic
-    sees them, the sender's Part 1 ascends its own Q_i, and exploration perturbs the bits too"""
-    eval_frequency: int = 50_000
-    """evaluate the deterministic policies every `eval_frequency` env steps"""
-    eval_episodes: int = 100
-    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
-
-
-EVAL_SEED = 10_000
+    """how the channel is learned (the paper is silent). differentiable: the receivers' actor losses reach the
+    sender's Part 1 through the bits (straight-through, as in DIAL); reinforced: the bits are part of the sender's
+    action, as openai/maddpg's communication actions: every critic sees them, the sender's Part 1 ascends its own
+    Q_i, and exploration perturbs the bits too"""
 
 
 def check_args(args: Args) -> None:
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
     positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
-    for name in (*positive, "eval_episodes"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0 or args.message_bits < 0 or args.exploration_noise < 0:
-        raise UsageError("--learning-starts, --message-bits and --exploration-noise must not be negative")
+    non_negative = ("learning_starts", "checkpoint_frequency", "message_bits", "exploration_noise")
+    check_counts(args, (*positive, "eval_episodes"), non_negative)
 
 
 # ALGO LOGIC: initialize agent here:
 class AgentLinear(nn.Module):
-    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out)."""
+    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out).
+    Equals, for each agent i, nn.Linear(in, out) applied to x[i] (a test checks it)."""
 
     def __init__(self, num_agents: int, in_features: int, out_features: int):
         super().__init__()
@@ -151,7 +157,7 @@ class LocalPolicies(nn.Module):
     """The local policies of all N agents (the paper's Figure 2), in decentralized execution:
     Part 1: m_i = channel(msg_i(o_i)), k values, broadcast to every other agent;
     Part 2: a_i = tanh(act_i(o_i, m_{-i})), the 2-D force, from the messages received this step.
-    Tensors are agent-major: obs (N, B, obs_width) -> actions (N, B, 2)."""
+    obs (N, B, W) -> actions (N, B, 2)."""
 
     def __init__(self, num_agents: int, obs_width: int, hidden: int, message_bits: int, message_type: str):
         super().__init__()
@@ -165,14 +171,15 @@ class LocalPolicies(nn.Module):
         self.register_buffer("others", torch.tensor(others, dtype=torch.long).reshape(num_agents, -1))
 
     def messages(self, obs: torch.Tensor) -> torch.Tensor:
-        """Part 1: (N, B, obs_width) -> (N, B, k)."""
+        """Part 1: (N, B, W) -> (N, B, k)."""
         logits = self.message_net(obs)
         if self.message_type == "binary":
             return StraightThroughSign.apply(logits)
         return torch.tanh(logits)
 
     def received(self, messages: torch.Tensor) -> torch.Tensor:
-        """What each agent hears: (N, B, k) -> (N, B, (N-1) * k), senders in agent order."""
+        """What each agent hears: (N, B, k) -> (N, B, (N-1) * k); row i equals
+        torch.cat([messages[j] for j in range(N) if j != i], dim=-1)."""
         n, batch, k = messages.shape
         return messages[self.others].permute(0, 2, 1, 3).reshape(n, batch, (n - 1) * k)
 
@@ -188,7 +195,7 @@ class LocalPolicies(nn.Module):
 
 
 def critic_actions(policy: LocalPolicies, obs: torch.Tensor, reinforced: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each agent's action as the critics see it, (N, B, action_dim), and the forces' preactivation.
+    """Each agent's action as the critics see it, (N, B, A), and the forces' preactivation.
     differentiable: a_i is the force, and the bits agent i heard carry its loss back to the senders' Part 1;
     reinforced: a_i is the force and the message sent; the receivers hear the bits detached, so a
     sender's Part 1 learns only from its own Q_i, through its own message."""
@@ -210,17 +217,22 @@ def perturbed_messages(policy: LocalPolicies, obs: torch.Tensor, noise_std: floa
 
 class Critics(nn.Module):
     """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N), one network each. The joint observation is
-    the full state s (every agent's full observation). An agent's action a_i is its force (2 values), and
-    in the reinforced channel also its message (k more). state (B, S) and joint actions (B, N * action_dim),
-    or (N, B, N * action_dim) with critic i reading row i -> Q (N, B)."""
+    the full state s (every agent's full observation). Actions come agent-major, (N, B, A)."""
 
     def __init__(self, num_agents: int, state_dim: int, action_dim: int, hidden: int):
         super().__init__()
+        self.num_agents = num_agents
         self.net = agent_mlp(num_agents, state_dim + num_agents * action_dim, hidden, 1)
 
-    def forward(self, state: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([state.expand(*joint_actions.shape[:-1], -1), joint_actions], dim=-1)
-        return self.net(x.expand(self.net[0].weight.shape[0], *x.shape[-2:])).squeeze(-1)
+    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
+        x = torch.cat([state, joint_action(actions)], dim=-1)
+        return self.net(x.expand(self.num_agents, *x.shape)).squeeze(-1)
+
+    def own_action(self, state: torch.Tensor, actions: torch.Tensor, own_actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(s, a) where agent i's action is own_actions[i] and the others' are `actions`: (N, B)."""
+        joint = own_action_joint(actions, own_actions)
+        return self.net(torch.cat([state.expand(self.num_agents, *state.shape), joint], dim=-1)).squeeze(-1)
 
 
 def joint_action(actions: torch.Tensor) -> torch.Tensor:
@@ -228,30 +240,20 @@ def joint_action(actions: torch.Tensor) -> torch.Tensor:
     return actions.transpose(0, 1).reshape(actions.shape[1], -1)
 
 
+def own_action_joint(actions: torch.Tensor, own_actions: torch.Tensor) -> torch.Tensor:
+    """Agent i's joint action has its own slot from own_actions and the others' from actions:
+    both (N, B, A) -> (N, B, N * A); row i equals joint_action(actions with row i replaced)."""
+    n, batch, action_dim = own_actions.shape
+    own = torch.eye(n, device=own_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
+    joint = own * own_actions.transpose(0, 1) + (1 - own) * actions.transpose(0, 1)
+    return joint.reshape(n, batch, n * action_dim)
+
+
 def td_target(rewards, terminations, next_q, gamma):
     """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap;
     MPE's 25-step time limit is a truncation, stored as termination = 0.
     rewards (N, B), terminations (B,), next_q (N, B) -> (N, B)."""
     return rewards + gamma * (1.0 - terminations) * next_q
-
-
-def own_action_joint(buffer_actions: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
-    """Critic i's joint action for agent i's actor loss: a_i from the current policy, a_j (j != i)
-    from the buffer. Both (N, B, A) -> (N, B, N * A); equals, for each i, joint_action of the buffer's
-    actions with row i replaced by the policy's."""
-    n, batch, action_dim = policy_actions.shape
-    own = torch.eye(n, device=policy_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
-    joint = own * policy_actions.transpose(0, 1) + (1 - own) * buffer_actions.transpose(0, 1)
-    return joint.reshape(n, batch, n * action_dim)
-
-
-def clip_grad_norm_per_agent_(parameters, max_norm: float) -> None:
-    """Clip each agent's gradient norm on its own, as separate per-agent optimizers would."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (N,)
-    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
 
 
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
@@ -274,50 +276,19 @@ def deterministic_actor(policy: LocalPolicies, device: torch.device):
     return act
 
 
-def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
-    checkpoint = load_checkpoint(args.eval_checkpoint)
-    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
-    if task_of(vars(saved)) != task_of(vars(args)):
-        raise UsageError(
-            f"checkpoint {args.eval_checkpoint} was trained on {task_of(vars(saved))}, not {task_of(vars(args))}"
-        )
-    envs = make_envs(vars(args), args.eval_episodes)
-    policy = make_policy(saved, envs).to(device)
-    try:
-        policy.load_state_dict(checkpoint["policy"])
-    except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
-    act = deterministic_actor(policy, device)
-    result = evaluate(envs, act, EVAL_SEED)
-    if args.capture_video:
-        record_video(vars(args), act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
-    print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
-    return result
-
-
 def main(args: Args) -> dict:
     check_args(args)
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
-        return evaluate_checkpoint(args, device)
-    run_name = f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-    )
+        return runs.evaluate_checkpoint(args, Args, make_policy, deterministic_actor, device)
+    checkpoint = None
+    if args.resume:
+        args, checkpoint = runs.resume_args(args, Args)
+    run_name = os.path.basename(os.path.normpath(args.resume)) if args.resume else None
+    run_name = run_name or f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = f"runs/{run_name}"
+    writer = runs.start_run(args, run_dir)  # tensorboard with the hyperparameter table, and wandb with --track
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -342,33 +313,31 @@ def main(args: Args) -> dict:
     q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
     actor_optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate)
 
-    rb = ReplayBuffer(
-        min(args.buffer_size, args.total_timesteps),
-        num_agents,
-        envs.obs_width,
-        envs.state_dim,
-        action_dim,
-        device=device,
-        seed=args.seed,
-    )
+    capacity = min(args.buffer_size, args.total_timesteps)
+    rb = ReplayBuffer(capacity, num_agents, envs.obs_width, envs.state_dim, action_dim, device=device, seed=args.seed)
+    modules = dict(policy=policy, target_policy=target_policy, critics=critics, target_critics=target_critics)
+    modules.update(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
+    start_step = 0
+    if checkpoint is not None:
+        start_step, rb = runs.restore(checkpoint, modules, run_dir, rb, envs.task)
     act = deterministic_actor(policy, device)
     seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
     recent_returns = []
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
-    obs, state = envs.reset(seed=args.seed)
-    for global_step in range(0, args.total_timesteps, args.num_envs):
+    obs, state = envs.reset(seed=args.seed + start_step)
+    for global_step in range(start_step, args.total_timesteps, args.num_envs):
         # ALGO LOGIC: put action logic here
         tick = time.perf_counter()
         with torch.no_grad():
-            obs_t = torch.from_numpy(obs).to(device).transpose(0, 1)  # agent-major (N, B, W)
+            obs_t = torch.from_numpy(obs).to(device).transpose(0, 1)
             # in the reinforced channel the bits are actions too, explored like the forces
             messages = perturbed_messages(policy, obs_t, args.exploration_noise) if reinforced else None
             forces = torch.tanh(policy.preactivation(obs_t, messages))
             forces = (forces + args.exploration_noise * torch.randn_like(forces)).clamp(-1.0, 1.0)
             actions = torch.cat([forces, messages], dim=-1) if reinforced else forces
-            actions = actions.transpose(0, 1).cpu().numpy()  # batch-major (B, N, A), as the engine and buffer
+            actions = actions.transpose(0, 1).cpu().numpy()
         seconds["act"] += time.perf_counter() - tick
 
         # TRY NOT TO MODIFY: execute the game and log data.
@@ -391,26 +360,26 @@ def main(args: Args) -> dict:
             data = rb.sample(args.batch_size)
             with torch.no_grad():
                 _, next_actions = critic_actions(target_policy, data.next_obs, reinforced)
-                next_q = target_critics(data.next_states, joint_action(next_actions))
+                next_q = target_critics(data.next_states, next_actions)
                 target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
-            q_values = critics(data.states, joint_action(data.actions))
+            q_values = critics(data.states, data.actions)
             qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
 
             q_optimizer.zero_grad()
             qf_loss.backward()
-            clip_grad_norm_per_agent_(critics.parameters(), args.max_grad_norm)
+            nn.utils.clip_grad_norm_(critics.parameters(), args.max_grad_norm)
             q_optimizer.step()
 
-            # DDPG actor update for every agent: agent i ascends Q_i through its own action only
-            critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+            # DDPG actor update for every agent: agent i ascends Q_i through its own action only; the
+            # others' actions come from the buffer (as in openai/maddpg)
             preactivation, policy_actions = critic_actions(policy, data.obs, reinforced)
-            joint = own_action_joint(data.actions, policy_actions)
-            actor_loss = -critics(data.states, joint).mean(1).sum()
+            critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+            actor_loss = -critics.own_action(data.states, data.actions, policy_actions).mean(1).sum()
             actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
             actor_optimizer.zero_grad()
             actor_loss.backward()
             critics.requires_grad_(True)
-            clip_grad_norm_per_agent_(policy.parameters(), args.max_grad_norm)
+            nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
             actor_optimizer.step()
 
             # update the target networks
@@ -419,35 +388,33 @@ def main(args: Args) -> dict:
             seconds["update"] += time.perf_counter() - tick
 
         if multiples_in(global_step, global_step + args.num_envs, 100 * args.train_frequency, args.learning_starts):
-            sps = int((global_step + args.num_envs) / (time.time() - start_time))
+            sps = int((global_step + args.num_envs - start_step) / (time.time() - start_time))
             writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
             writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
             writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
             writer.add_scalar("charts/SPS", sps, global_step)
             for name, value in seconds.items():
                 writer.add_scalar(f"perf/{name}_seconds", value, global_step)
-            print(progress_line(global_step, args.total_timesteps, 0, start_time, recent_returns, seconds))
+            print(progress_line(global_step, args.total_timesteps, start_step, start_time, recent_returns, seconds))
 
         done_steps = global_step + args.num_envs
         if multiples_in(global_step + 1, done_steps + 1, args.eval_frequency) or done_steps >= args.total_timesteps:
             tick = time.perf_counter()
-            result = evaluate(eval_envs, act, EVAL_SEED)
+            result = evaluate(eval_envs, act, runs.EVAL_SEED)
             log_episode(writer, "eval", result, done_steps)
             if args.capture_video:
-                record_video(vars(args), act, EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
+                record_video(vars(args), act, runs.EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
             seconds["eval"] += time.perf_counter() - tick
 
+        if args.save_model and runs.checkpoint_due(global_step, done_steps, args):
+            runs.save_run(run_dir, args, modules, rb, done_steps)
+
     print(f"final eval: {describe_episode(result)}")
-    print(timing_line(done_steps, start_time, seconds))
+    print(timing_line(done_steps - start_step, start_time, seconds))
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-        save_checkpoint(
-            model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()}
-        )
-        print(
-            f"model saved to {model_path}; evaluate it with: "
-            f"python maddpg.py {task_flags(vars(args))} --eval-checkpoint {model_path}"
-        )
+        if args.checkpoint_frequency:
+            runs.save_run(run_dir, args, modules, rb, done_steps)
+        runs.save_model(run_dir, args, "maddpg.py", policy, critics)
     writer.close()
     return result
 

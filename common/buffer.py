@@ -161,6 +161,7 @@ class ReplayBuffer:
         num_agents: int,
         obs_width: int,
         state_dim: int,
+        action_dim: int = 2,
         capacity: int | None = None,
         device: str | torch.device = "cpu",
         seed: int | None = None,
@@ -186,7 +187,7 @@ class ReplayBuffer:
             "obs": (n, size, obs_width),
             "next_states": (size, state_dim),
             "next_obs": (n, size, obs_width),
-            "actions": (n, size, 2),
+            "actions": (n, size, action_dim),
             "rewards": (n, size),
             "terminations": (size,),
         }
@@ -195,7 +196,7 @@ class ReplayBuffer:
                 got = arrays[name].shape if name in arrays else "missing"
                 raise UsageError(f"replay buffer {path}: {name} has shape {got}, expected {shape}")
         with_teacher = "teacher_actions" in arrays
-        buffer = cls(capacity or max(size, 1), num_agents, obs_width, state_dim, 2, with_teacher, device, seed)
+        buffer = cls(capacity or max(size, 1), num_agents, obs_width, state_dim, action_dim, with_teacher, device, seed)
         if size > buffer.capacity:
             raise UsageError(f"replay buffer {path} holds {size} transitions, more than capacity {buffer.capacity}")
         for name, array in buffer.data.items():

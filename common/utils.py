@@ -16,6 +16,16 @@ class UsageError(Exception):
     """Bad input from the user: the scripts print the message on one line and exit non-zero."""
 
 
+def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+    """Refuse, with a one-line reason, an argument that must be positive or must not be negative."""
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in non_negative:
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     """Call write(file) on a temporary file beside `path`, then rename it over `path`.
 

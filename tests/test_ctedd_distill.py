@@ -172,3 +172,14 @@ def test_same_seed_gives_identical_results(stage1_run, in_tmp):
     first = ctedd_distill.main(ctedd_distill.Args(**args, seed=3))
     assert first == ctedd_distill.main(ctedd_distill.Args(**args, seed=3))
     assert first != ctedd_distill.main(ctedd_distill.Args(**args, seed=4))
+
+
+def test_the_teacher_is_exactly_ctedd_global_s_policy_means():
+    import ctedd_global
+
+    torch.manual_seed(0)
+    trained = ctedd_global.GlobalPolicy(N, S, hidden=16)
+    teacher = GlobalPolicy(N, S, hidden=16)
+    teacher.load_state_dict(trained.state_dict())  # the stage-1 checkpoint loads as saved
+    states = torch.randn(8, S)
+    assert torch.equal(teacher(states), torch.tanh(trained(states)[0]))

@@ -7,7 +7,7 @@ from conftest import TINY, assert_one_line_error, run_script
 import ctedd_global
 from common.buffer import ReplayBuffer
 from common.envs import MPEEnv, task_name
-from ctedd_global import Critics, GlobalPolicy, RecentBatch, joint_action, omega_loss, own_action_joint
+from ctedd_global import Critics, GlobalPolicy, RecentBatch, joint_action, omega_loss
 
 N, S = 3, 20
 
@@ -24,12 +24,13 @@ def parameters_of(module):
 def test_omega_update_leaves_trunk_and_mean_heads_unchanged():
     policy, critics = networks()
     states = torch.randn(32, S)
-    means, log_std = policy.mean_and_log_std(states)
-    sampled = means.detach() + log_std.detach().exp() * torch.randn_like(means)
-    q = critics(states, joint_action(sampled.clamp(-1, 1))).detach()
+    preactivation, log_std = policy(states)
+    means = torch.tanh(preactivation).detach()
+    sampled = means + log_std.detach().exp() * torch.randn_like(means)
+    q = critics(states, sampled.clamp(-1, 1)).detach()
     before = parameters_of(policy)
     optimizer = torch.optim.Adam(policy.omega.parameters(), lr=0.1)
-    loss, _, _ = omega_loss(policy.log_std(states), sampled, means.detach(), q, alpha=0.01)
+    loss, _, _ = omega_loss(log_std, sampled, means, q, alpha=0.01)
     loss.backward()
     assert all(p.grad is None for p in policy.ddpg_parameters())  # no gradient reaches the trunk
     optimizer.step()
@@ -41,9 +42,8 @@ def test_omega_update_leaves_trunk_and_mean_heads_unchanged():
 def test_ddpg_update_leaves_omega_unchanged():
     policy, critics = networks()
     states = torch.randn(32, S)
-    means = policy(states)
-    joint = own_action_joint(means.detach(), means)
-    (-critics(states, joint).mean(1).sum()).backward()
+    means = torch.tanh(policy(states)[0])
+    (-critics.own_action(states, means.detach(), means).mean(1).sum()).backward()
     assert policy.omega.weight.grad is None and policy.omega.bias.grad is None
     assert policy.trunk[0].weight.grad.abs().sum() > 0 and policy.mean_heads.weight.grad.abs().sum() > 0
 
@@ -51,19 +51,24 @@ def test_ddpg_update_leaves_omega_unchanged():
 def test_agent_i_actor_loss_gives_no_gradient_to_agent_j_mean_head():
     policy, critics = networks()
     states = torch.randn(32, S)
-    means = policy(states)
-    q = critics(states, own_action_joint(means.detach(), means))
+    means = torch.tanh(policy(states)[0])
+    q = critics.own_action(states, means.detach(), means)
     q[2].mean().backward()  # agent 2's DDPG loss
     grad = policy.mean_heads.weight.grad
     assert grad[2].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[1].abs().sum() == 0
 
 
-def test_critic_reads_q_i_at_row_i_of_the_joint_actions():
+def test_q_i_is_read_on_agent_i_own_joint_action():
     _, critics = networks()
-    states, joint = torch.randn(8, S), torch.randn(N, 8, 2 * N)
-    q = critics(states, joint)
+    states, actions, own = torch.randn(8, S), torch.rand(N, 8, 2), torch.rand(N, 8, 2)
+    torch.testing.assert_close(critics.own_action(states, actions, actions), critics(states, actions))
+    q = critics.own_action(states, actions, own)
     for i in range(N):
-        torch.testing.assert_close(q[i], critics(states, joint[i])[i])
+        replaced = actions.clone()
+        replaced[i] = own[i]
+        torch.testing.assert_close(q[i], critics(states, replaced)[i])
+        q_all = critics.net(torch.cat([states, joint_action(replaced)], dim=-1))
+        torch.testing.assert_close(q[i], q_all[:, i])  # one network, output i
 
 
 def test_eq1_gradient_for_a_gaussian_log_std_matches_the_hand_computed_value():
@@ -101,10 +106,10 @@ def test_log_std_is_bounded_so_sigma_never_exceeds_one():
     policy, _ = networks()
     with torch.no_grad():
         policy.omega.bias.fill_(100.0)
-    assert policy.log_std(torch.randn(4, S)).max() <= ctedd_global.LOG_STD_MAX
+    assert policy(torch.randn(4, S))[1].max() <= ctedd_global.LOG_STD_MAX
     with torch.no_grad():
         policy.omega.bias.fill_(-100.0)
-    assert policy.log_std(torch.randn(4, S)).min() >= ctedd_global.LOG_STD_MIN
+    assert policy(torch.randn(4, S))[1].min() >= ctedd_global.LOG_STD_MIN
 
 
 @pytest.mark.parametrize(

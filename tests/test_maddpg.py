@@ -11,7 +11,6 @@ from maddpg import (
     Critics,
     LocalPolicies,
     StraightThroughSign,
-    clip_grad_norm_per_agent_,
     critic_actions,
     joint_action,
     own_action_joint,
@@ -85,7 +84,7 @@ def test_agent_i_actor_loss_moves_only_its_own_action():
     torch.manual_seed(0)
     policy, critics = policies(0), Critics(N, S, 2, hidden=16)
     obs, state, buffer_actions = torch.randn(N, 32, W), torch.randn(32, S), torch.rand(N, 32, 2) * 2 - 1
-    q = critics(state, own_action_joint(buffer_actions, policy(obs)))
+    q = critics.own_action(state, buffer_actions, policy(obs))
     q[1].mean().backward()  # agent 1's actor loss
     weight_grad = policy.action_net[0].weight.grad
     assert weight_grad[1].abs().sum() > 0
@@ -103,7 +102,7 @@ def test_who_teaches_a_senders_part_1_depends_on_the_channel(reinforced):
     _, actions = critic_actions(policy, obs, reinforced)
     assert actions.shape == (N, 64, 2 + k if reinforced else 2)
     buffer_actions = torch.rand(N, 64, actions.shape[-1]) * 2 - 1
-    critics(state, own_action_joint(buffer_actions, actions))[0].mean().backward()  # agent 0's actor loss
+    critics.own_action(state, buffer_actions, actions)[0].mean().backward()  # agent 0's actor loss
     grad = policy.message_net[0].weight.grad.abs().flatten(1).sum(1)  # per sender
     if reinforced:
         assert grad[0] > 0 and grad[1] == 0 and grad[2] == 0
@@ -137,20 +136,23 @@ def test_own_action_joint_replaces_exactly_the_own_slot():
             assert torch.equal(joint[i, :, j], expected)
 
 
+def test_critic_i_reads_its_own_joint_action():
+    torch.manual_seed(0)
+    critics = Critics(N, S, 2, hidden=16)
+    state, actions, own = torch.randn(8, S), torch.rand(N, 8, 2), torch.rand(N, 8, 2)
+    torch.testing.assert_close(critics.own_action(state, actions, actions), critics(state, actions))
+    q = critics.own_action(state, actions, own)
+    for i in range(N):
+        replaced = actions.clone()
+        replaced[i] = own[i]
+        torch.testing.assert_close(q[i], critics(state, replaced)[i])
+
+
 def test_td_target_bootstraps_through_truncation_not_through_termination():
     rewards, next_q = torch.tensor([[1.0, 1.0]]), torch.tensor([[10.0, 10.0]])
     truncated_only = torch.tensor([0.0, 1.0])  # the buffer stores termination: 0 at a time limit
     target = td_target(rewards, truncated_only, next_q, gamma=0.9)
     torch.testing.assert_close(target, torch.tensor([[10.0, 1.0]]))
-
-
-def test_gradient_clipping_is_per_agent():
-    layer = AgentLinear(2, 3, 3)
-    layer.weight.grad = torch.stack([torch.full((3, 3), 10.0), torch.full((3, 3), 1e-3)])
-    layer.bias.grad = torch.zeros(2, 1, 3)
-    clip_grad_norm_per_agent_(layer.parameters(), 0.5)
-    assert layer.weight.grad[0].norm().item() == pytest.approx(0.5, rel=1e-4)
-    assert torch.equal(layer.weight.grad[1], torch.full((3, 3), 1e-3))
 
 
 @pytest.mark.parametrize("env_id", ["simple_push", "simple_tag", "simple_spread"])
@@ -243,3 +245,16 @@ def test_same_seed_gives_identical_results(in_tmp):
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
     result = run_script("maddpg.py", *args, cwd=tmp_path)
     assert_one_line_error(result, reason)
+
+
+def test_periodic_checkpoints_and_resume_as_in_ctedd_global(tmp_path):
+    args = ["--env-id", "simple_reference", "--message-bits", "1", "--channel", "reinforced", *TINY, "--save-model"]
+    first = run_script("maddpg.py", *args, "--checkpoint-frequency", "200", "--total-timesteps", "400", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events"))
+    assert names == ["buffer.npz", "checkpoint.pt", "maddpg.cleanrl_model"]  # no temporary files left
+    resumed = run_script("maddpg.py", *TINY, "--resume", f"runs/{run_dir.name}", cwd=tmp_path)  # to 600 steps
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed runs/{run_dir.name} at step 400" in resumed.stdout and "final eval" in resumed.stdout
+    assert list((tmp_path / "runs").iterdir()) == [run_dir]

@@ -1,0 +1,123 @@
+"""Run plumbing shared by the training scripts: checkpoints, resuming, evaluating a saved model.
+
+None of this is the algorithm. A run directory `runs/{run_name}` holds the tensorboard events,
+and with `--save-model`: `checkpoint.pt` (every network, optimizer and the RNG, resumable) with
+`buffer.npz` (the replay buffer, oldest first) every `--checkpoint-frequency` env steps, and at
+the end `{exp_name}.cleanrl_model` (the arguments and the trained networks).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from common.buffer import ReplayBuffer
+from common.engine import evaluate, make_envs
+from common.envs import describe_episode, record_video, task_flags, task_of
+from common.utils import UsageError, load_checkpoint, multiples_in, save_checkpoint
+
+EVAL_SEED = 10_000  # evaluation episode i starts as mpe2's reset(seed=EVAL_SEED + i)
+
+
+def start_run(args, run_dir: str) -> SummaryWriter:
+    """Weights and Biases with --track (it syncs the tensorboard scalars), and the tensorboard writer
+    of `run_dir` with the hyperparameter table."""
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=os.path.basename(run_dir),
+            save_code=True,
+        )
+    writer = SummaryWriter(run_dir)
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+    return writer
+
+
+def saved_args(checkpoint: dict, Args):
+    """The arguments a checkpoint was written with, as the script's Args (unknown keys dropped)."""
+    return Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+
+
+def evaluate_checkpoint(args, Args, make_policy, actor, device: torch.device) -> dict:
+    """--eval-checkpoint: evaluate a saved model on `args.eval_episodes` episodes (and record a GIF
+    of the first with --capture-video); the checkpoint's task must be the one asked for."""
+    checkpoint = load_checkpoint(args.eval_checkpoint)
+    saved = saved_args(checkpoint, Args)
+    if task_of(vars(saved)) != task_of(vars(args)):
+        raise UsageError(
+            f"checkpoint {args.eval_checkpoint} was trained on {task_of(vars(saved))}, not {task_of(vars(args))}"
+        )
+    envs = make_envs(vars(args), args.eval_episodes)
+    policy = make_policy(saved, envs).to(device)
+    try:
+        policy.load_state_dict(checkpoint["policy"])
+    except (KeyError, RuntimeError) as err:
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
+    act = actor(policy, device)
+    result = evaluate(envs, act, EVAL_SEED)
+    if args.capture_video:
+        record_video(vars(args), act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
+    print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
+    return result
+
+
+def resume_args(args, Args) -> tuple[object, dict]:
+    """--resume DIR: the arguments of that run, with this command's budget, and its last checkpoint."""
+    checkpoint = load_checkpoint(os.path.join(args.resume, "checkpoint.pt"))
+    saved = saved_args(checkpoint, Args)
+    if checkpoint["global_step"] >= args.total_timesteps:
+        raise UsageError(
+            f"{args.resume} is already at env step {checkpoint['global_step']}; "
+            f"pass --total-timesteps above it to continue"
+        )
+    saved.resume, saved.total_timesteps = args.resume, args.total_timesteps
+    return saved, checkpoint
+
+
+def restore(checkpoint: dict, modules: dict, run_dir: str, rb: ReplayBuffer, task: str) -> tuple[int, ReplayBuffer]:
+    """Load the networks, optimizers and RNG of a checkpoint, and the replay buffer saved with it into
+    a buffer shaped like `rb`; returns the checkpoint's env step and that buffer."""
+    for name, module in modules.items():
+        module.load_state_dict(checkpoint[name])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    num_agents, _, obs_width = rb.data["obs"].shape
+    state_dim, action_dim = rb.data["states"].shape[1], rb.data["actions"].shape[2]
+    path = f"{run_dir}/buffer.npz"
+    rb = ReplayBuffer.load(path, task, num_agents, obs_width, state_dim, action_dim, rb.capacity, rb.device)
+    print(f"resumed {run_dir} at step {checkpoint['global_step']}")
+    return checkpoint["global_step"], rb
+
+
+def checkpoint_due(global_step: int, done_steps: int, args) -> bool:
+    """Whether a periodic checkpoint falls in the env steps just taken (not at the end: the run saves then)."""
+    every = args.checkpoint_frequency
+    return (
+        bool(every) and multiples_in(global_step + 1, done_steps + 1, every) > 0 and done_steps < args.total_timesteps
+    )
+
+
+def save_run(run_dir: str, args, modules: dict, rb: ReplayBuffer, global_step: int) -> None:
+    """A resumable checkpoint: the buffer first, then the weights and state that point at it."""
+    rb.save(f"{run_dir}/buffer.npz", task=task_of(vars(args)))
+    checkpoint = {name: module.state_dict() for name, module in modules.items()}
+    checkpoint.update(args=vars(args), global_step=global_step, torch_rng=torch.get_rng_state())
+    save_checkpoint(f"{run_dir}/checkpoint.pt", checkpoint)
+
+
+def save_model(run_dir: str, args, script: str, policy, critics) -> str:
+    """The trained model, `{exp_name}.cleanrl_model`, and the command that evaluates it."""
+    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
+    save_checkpoint(model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()})
+    print(f"model saved to {model_path}; evaluate it with:")
+    print(f"  python {script} {task_flags(vars(args))} --eval-checkpoint {model_path}")
+    return model_path
