@@ -301,6 +301,7 @@ def main(args: Args) -> dict:
     print(f"teacher (CTEDD-G) return {teacher_result['sum']:.2f}, random actions {random_result['sum']:.2f}")
     start_time = time.time()
     consumed, next_eval = 0, args.eval_every
+    evaluations, losses = [], []  # (env step, mean returns) and (env step, eq. (2) loss) along the first pass
     for pass_index in range(args.passes):
         # the stage-1 samples in chronological order: oldest first, across the ring's wrap-around
         for data in rb.iter_chronological(args.batch_size):
@@ -320,10 +321,12 @@ def main(args: Args) -> dict:
             if pass_index == 0:
                 writer.add_scalar("losses/distill_loss", loss.item(), env_step)
                 writer.add_scalar("charts/consumed_env_step", env_step, consumed)
+                losses.append((env_step, loss.item()))
             if consumed >= next_eval and pass_index == 0:
                 next_eval += args.eval_every
                 result = evaluate(eval_envs, act, runs.EVAL_SEED)
                 log_episode(writer, "eval", result, env_step)
+                evaluations.append((env_step, result))
                 writer.add_scalar("eval/teacher_fraction", kept(result), env_step)
                 print(f"env step {env_step}: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
 
@@ -338,6 +341,10 @@ def main(args: Args) -> dict:
 
     minutes = (time.time() - start_time) / 60
     writer.add_scalar("charts/distill_minutes", minutes, rb.num_added)
+    settings = {**vars(args), **{key: stage1.get(key) for key in TASK_SETTINGS}}
+    evaluations = [(step, e) for step, e in evaluations if step < rb.num_added] + [(rb.num_added, result)]
+    extra = dict(teacher=teacher_result, random=random_result, kept=kept(result), losses=losses)
+    runs.save_result(f"runs/{run_name}", settings, evaluations, {"distill": 60 * minutes}, start_time, **extra)
     print(
         f"final eval: {describe_episode(result)}"
         f" | teacher {teacher_result['sum']:.2f} | kept {kept(result):.3f} of the teacher's return above random"
@@ -345,8 +352,7 @@ def main(args: Args) -> dict:
     )
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-        checkpoint_args = {**vars(args), **{key: stage1.get(key) for key in TASK_SETTINGS}}
-        save_checkpoint(model_path, {"args": checkpoint_args, "policy": student.state_dict()})
+        save_checkpoint(model_path, {"args": settings, "policy": student.state_dict()})
         print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
     writer.close()
     return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept(result)}

@@ -317,9 +317,9 @@ def main(args: Args) -> dict:
     rb = ReplayBuffer(capacity, num_agents, envs.obs_width, envs.state_dim, action_dim, device=device, seed=args.seed)
     modules = dict(policy=policy, target_policy=target_policy, critics=critics, target_critics=target_critics)
     modules.update(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
-    start_step = 0
+    start_step, evaluations = 0, []  # evaluations: (env step, mean returns), the learning curve
     if checkpoint is not None:
-        start_step, rb = runs.restore(checkpoint, modules, run_dir, rb, envs.task)
+        start_step, evaluations, rb = runs.restore(checkpoint, modules, run_dir, rb, envs.task)
     act = deterministic_actor(policy, device)
     seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
     recent_returns = []
@@ -402,18 +402,20 @@ def main(args: Args) -> dict:
             tick = time.perf_counter()
             result = evaluate(eval_envs, act, runs.EVAL_SEED)
             log_episode(writer, "eval", result, done_steps)
+            evaluations.append((done_steps, result))
             if args.capture_video:
                 record_video(vars(args), act, runs.EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
             seconds["eval"] += time.perf_counter() - tick
 
         if args.save_model and runs.checkpoint_due(global_step, done_steps, args):
-            runs.save_run(run_dir, args, modules, rb, done_steps)
+            runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)
 
     print(f"final eval: {describe_episode(result)}")
     print(timing_line(done_steps - start_step, start_time, seconds))
+    runs.save_result(run_dir, vars(args), evaluations, seconds, start_time)
     if args.save_model:
         if args.checkpoint_frequency:
-            runs.save_run(run_dir, args, modules, rb, done_steps)
+            runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)
         runs.save_model(run_dir, args, "maddpg.py", policy, critics)
     writer.close()
     return result

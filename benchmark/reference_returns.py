@@ -1,25 +1,31 @@
-"""Reference returns of the communication tasks, from hand-written controllers.
+"""Reference returns from hand-written controllers: the range a learner must cover.
 
-The range a learner must cover: random forces; no message (the mover heads for the landmarks'
-centroid); 1 bit (a fixed 2-way split of the goals: landmark 0 or the midpoint of 1 and 2);
-full information (straight to the goal). Every controller steers with the same PD law on what
-the agents observe; "full information" reads the goal from the agent that knows it.
+Every task: random forces, and a full-information controller that reads the world (spread: each
+agent to its landmark under the assignment of least total distance; tag against the scripted prey:
+every predator chases the prey; push against the scripted adversary: the good agent straight to the
+goal; the communication tasks: each mover straight to its goal). The communication tasks also get
+the controllers between: no message (the mover heads for the landmarks' centroid) and 1 bit (a fixed
+2-way split of the goals: landmark 0, or the midpoint of 1 and 2). All steer with one PD law.
+These anchor the benchmark's normalised score: 0 = random forces, 1 = full information.
 
-    python benchmark/reference_returns.py --episodes 1000
+    python benchmark/reference_returns.py --episodes 1000 --write benchmark/results/references.json
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.envs import MPEEnv  # noqa: E402
+from common.envs import MPEEnv, parse_task  # noqa: E402
 
-TASKS = ("simple_speaker_listener", "simple_reference")
+COMMUNICATION_TASKS = ("simple_speaker_listener", "simple_reference")
+TASKS = (*COMMUNICATION_TASKS, "simple_spread-an1", "simple_tag-scripted", "simple_push-scripted", "simple_spread")
 CONTROLLERS = ("random", "no message", "1 bit", "full information")
 GAIN, DAMPING = 8.0, 2.0  # PD steering: force = clip(GAIN * (target - position) - DAMPING * velocity)
 
@@ -37,9 +43,7 @@ def target(landmarks: np.ndarray, goal: int, controller: str) -> np.ndarray:
     return landmarks[goal]
 
 
-def forces(env_id: str, obs: np.ndarray, controller: str, rng) -> np.ndarray:
-    if controller == "random":
-        return rng.uniform(-1.0, 1.0, (len(obs), 2))
+def communication_forces(env_id: str, obs: np.ndarray, controller: str) -> np.ndarray:
     if env_id == "simple_speaker_listener":
         # speaker obs: the goal colour (3); listener obs: velocity (2), landmarks relative (3 x 2)
         goal = int(np.argmax(obs[0, :3]))
@@ -50,38 +54,74 @@ def forces(env_id: str, obs: np.ndarray, controller: str, rng) -> np.ndarray:
     return np.stack([steer(target(obs[i, 2:8].reshape(3, 2), goals[i], controller), obs[i, :2]) for i in range(2)])
 
 
-def episode_returns(env_id: str, controller: str, episodes: int, seed: int = 0) -> np.ndarray:
+def full_information_forces(env: MPEEnv, assignment: tuple[int, ...]) -> np.ndarray:
+    world = env.world
+    learners = [world.agents[i] for i in env._learner_index]
+    if env.env_id == "simple_spread":
+        goals = [world.landmarks[j].state.p_pos for j in assignment]
+    elif env.env_id == "simple_tag":  # every predator chases the (scripted) prey
+        goals = [next(a for a in world.agents if not a.adversary).state.p_pos] * len(learners)
+    else:  # simple_push: the good agent straight to the goal
+        goals = [learners[0].goal_a.state.p_pos]
+    return np.stack([steer(g - a.state.p_pos, a.state.p_vel) for a, g in zip(learners, goals)])
+
+
+def closest_assignment(env: MPEEnv) -> tuple[int, ...]:
+    """Spread: the landmark each agent heads for, least total distance over all assignments."""
+    agents, landmarks = env.world.agents, env.world.landmarks
+    return min(
+        itertools.permutations(range(len(landmarks))),
+        key=lambda order: sum(np.linalg.norm(a.state.p_pos - landmarks[j].state.p_pos) for a, j in zip(agents, order)),
+    )
+
+
+def episode_returns(task: str, controller: str, episodes: int, seed: int = 0) -> np.ndarray:
     """Summed-over-agents return of each episode, on the seeds seed, seed + 1, ..."""
-    env, rng = MPEEnv(env_id), np.random.default_rng(seed)
+    env, rng = MPEEnv(**parse_task(task)), np.random.default_rng(seed)
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
+        assignment = closest_assignment(env) if env.env_id == "simple_spread" else ()
         done = False
         while not done:
-            obs, _, _, terminated, truncated, info = env.step(forces(env_id, obs, controller, rng))
+            if controller == "random":
+                forces = rng.uniform(-1.0, 1.0, (env.num_agents, 2))
+            elif env.env_id in COMMUNICATION_TASKS:
+                forces = communication_forces(env.env_id, obs, controller)
+            else:
+                forces = full_information_forces(env, assignment)
+            obs, _, _, terminated, truncated, info = env.step(forces)
             done = terminated or truncated
         returns.append(info["episode"]["sum"])
     return np.array(returns)
 
 
-def reference_table(episodes: int) -> dict[str, dict[str, float]]:
-    """task -> controller -> mean summed return."""
-    return {task: {c: float(episode_returns(task, c, episodes).mean()) for c in CONTROLLERS} for task in TASKS}
+def controllers_of(task: str) -> tuple[str, ...]:
+    return CONTROLLERS if task in COMMUNICATION_TASKS else ("random", "full information")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--write", default=None, help="also write {task: {controller: mean return}} to this JSON")
     cli = parser.parse_args()
     if cli.episodes <= 0:
         raise SystemExit("error: --episodes must be positive")
-    print(f"{cli.episodes} episodes of 25 steps, seeds 0..{cli.episodes - 1}; return summed over both agents")
-    print("(per agent: half of it; the two agents of both tasks share their reward)\n")
+    print(f"{cli.episodes} episodes of 25 steps, seeds 0..{cli.episodes - 1}; return summed over the learning agents\n")
     print("| task | " + " | ".join(CONTROLLERS) + " |")
     print("|---|" + "---|" * len(CONTROLLERS))
-    for task in TASKS:
-        cells = []
+    table = {}
+    for task in cli.tasks:
+        cells, table[task] = [], {}
         for controller in CONTROLLERS:
+            if controller not in controllers_of(task):
+                cells.append("")
+                continue
             returns = episode_returns(task, controller, cli.episodes)
+            table[task][controller] = float(returns.mean())
             cells.append(f"{returns.mean():.1f} ± {returns.std(ddof=1) / np.sqrt(len(returns)):.1f}")
         print(f"| {task} | " + " | ".join(cells) + " |")
+    if cli.write:
+        Path(cli.write).parent.mkdir(parents=True, exist_ok=True)
+        Path(cli.write).write_text(json.dumps({"episodes": cli.episodes, "returns": table}, indent=1) + "\n")

@@ -6,10 +6,13 @@ predators, scripted prey), simple_push-scripted, ... (see `common.envs.task_name
 Methods: CTEDD-G (ctedd_global.py), CTEDD-k (ctedd_distill.py on that CTEDD-G run, k in
 --bits; it starts only once its stage-1 run has finished, and one stage-1 run feeds every k),
 MADDPG-k (maddpg.py, k in --bits, each channel of --channels for k > 0). Each run is
-single-threaded and logs under runs/; its console output goes to benchmark/logs/. A run whose
-model file already exists is skipped, so rerunning the grid only does what is missing. A failed
-run is reported with its log path and does not stop the others (only the distillations that
-need it).
+single-threaded and logs under runs/; its console output goes to benchmark/logs/. Each finished
+run's result.json (learning curve, final evaluation per episode, time) is copied to
+benchmark/results/{task}/, which the repository keeps: a run whose result is there is skipped, so
+rerunning the grid, on this machine or a fresh one, only does what is missing. A stage-1 run's
+buffer (stage 2's data, 0.3-0.7 GB) is deleted once its distillations are done (--keep-buffers
+keeps it). A failed run is reported with its log path and does not stop the others (only the
+distillations that need it).
 
     python benchmark/run.py --tasks simple_speaker_listener simple_spread-an1 --seeds 1 2 3 --workers 2
     python benchmark/run.py --tasks simple_tag --budget 500000    # self-play: the prey learns too
@@ -22,12 +25,14 @@ import argparse
 import glob
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
 SCRIPTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(SCRIPTS_DIR, "benchmark", "results")
 sys.path.insert(0, SCRIPTS_DIR)
 from common.envs import parse_task, task_flags  # noqa: E402
 from common.utils import UsageError  # noqa: E402
@@ -65,6 +70,11 @@ class Job:
         done = glob.glob(os.path.join(self.run_glob(runs_dir), f"{self.name}.cleanrl_model"))
         return os.path.dirname(max(done, key=os.path.getmtime)) if done else None
 
+    def result_path(self, results_dir: str) -> str:
+        """benchmark/results/{task}/{name}__{seed}.json, or {name}_k{bits}__{seed}.json for a distillation."""
+        bits = f"_k{self.args[self.args.index('--message-bits') + 1]}" if self.script == "ctedd_distill.py" else ""
+        return os.path.join(results_dir, self.task, f"{self.name}{bits}__{self.seed}.json")
+
     def command(self, runs_dir: str) -> list[str]:
         cmd = [
             sys.executable,
@@ -91,10 +101,11 @@ def build_grid(
     methods=("ctedd", "maddpg"),
     channels=("differentiable",),
 ) -> list[Job]:
-    jobs = []
     for task in tasks:
         parse_task(task)  # refuse an unknown task before anything runs
-        for seed in seeds:
+    jobs = []
+    for seed in seeds:  # seed by seed: a grid cut short still has every task and method at the same seeds
+        for task in tasks:
             budget_args = ["--total-timesteps", str(budget)]
             if "ctedd" in methods:
                 stage1 = Job("ctedd_global", "ctedd_global.py", task, seed, budget_args + list(ctedd_args))
@@ -111,11 +122,26 @@ def build_grid(
     return jobs
 
 
-def run_grid(jobs: list[Job], workers: int, runs_dir: str, logs_dir: str, poll_seconds: float = 2.0) -> int:
-    """Run the jobs, `workers` at a time, distillations after their stage-1 run. Returns the failures."""
+def run_grid(
+    jobs: list[Job],
+    workers: int,
+    runs_dir: str,
+    logs_dir: str,
+    results_dir: str = RESULTS_DIR,
+    keep_buffers: bool = False,
+    poll_seconds: float = 2.0,
+) -> int:
+    """Run the jobs, `workers` at a time, distillations after their stage-1 run. Returns the failures.
+
+    A finished run's result.json is copied to `results_dir`; a job whose result is there is skipped,
+    unless it is a stage-1 run whose buffer a missing distillation still needs. Once a stage-1 run's
+    distillations are over, its buffer and checkpoint are deleted (0.3-0.7 GB each) unless `keep_buffers`."""
     os.makedirs(logs_dir, exist_ok=True)
+    dependents = {id(job): [d for d in jobs if d.after is job] for job in jobs}
     for job in jobs:
-        if job.finished_run(runs_dir):
+        needed = any(not os.path.isfile(d.result_path(results_dir)) for d in dependents[id(job)])
+        stage1 = job.finished_run(runs_dir)
+        if os.path.isfile(job.result_path(results_dir)) and (not needed or stage1 and has_buffer(stage1)):
             job.state = "skipped"
             print(f"skip (finished): {job.task} {job.name} seed {job.seed}")
     failures = 0
@@ -126,11 +152,17 @@ def run_grid(jobs: list[Job], workers: int, runs_dir: str, logs_dir: str, poll_s
                 if job.state == "failed":
                     failures += 1
                     print(f"FAILED: {shlex.join(job.process.args)}\n  log: {log_path(job, logs_dir)}")
+                else:
+                    keep_result(job, runs_dir, results_dir)
         for job in jobs:
             if job.state == "waiting" and job.after is not None and job.after.state == "failed":
                 job.state = "failed"
                 failures += 1
                 print(f"not run: {job.task} {job.name} seed {job.seed} (its stage-1 run failed)")
+        for job in jobs:
+            over = all(d.state in ("done", "skipped", "failed") for d in dependents[id(job)])
+            if job.state in ("done", "skipped") and dependents[id(job)] and over and not keep_buffers:
+                drop_buffer(job.finished_run(runs_dir))
         running = sum(job.state == "running" for job in jobs)
         for job in jobs:
             ready = job.after is None or job.after.state in ("done", "skipped")
@@ -143,6 +175,25 @@ def run_grid(jobs: list[Job], workers: int, runs_dir: str, logs_dir: str, poll_s
                 print(f"start: {shlex.join(job.command(runs_dir))}")
         time.sleep(poll_seconds)
     return failures
+
+
+def has_buffer(run_dir: str) -> bool:
+    return os.path.isfile(os.path.join(run_dir, "buffer.npz"))
+
+
+def keep_result(job: Job, runs_dir: str, results_dir: str) -> None:
+    """Copy the finished run's result.json into the results tree (the repository keeps those)."""
+    run_dir = job.finished_run(runs_dir)
+    source = os.path.join(run_dir, "result.json") if run_dir else ""
+    if os.path.isfile(source):
+        os.makedirs(os.path.dirname(job.result_path(results_dir)), exist_ok=True)
+        shutil.copyfile(source, job.result_path(results_dir))
+
+
+def drop_buffer(run_dir: str | None) -> None:
+    for name in ("buffer.npz", "checkpoint.pt"):
+        if run_dir and os.path.isfile(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
 
 
 def log_path(job: Job, logs_dir: str) -> str:
@@ -166,6 +217,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--logs-dir", default="benchmark/logs")
+    parser.add_argument("--results-dir", default=RESULTS_DIR, help="where finished runs' result.json are kept")
+    parser.add_argument("--keep-buffers", action="store_true", help="keep stage-1 buffers after their distillations")
     cli = parser.parse_args()
     if cli.budget <= 0 or cli.workers < 0:
         raise SystemExit("error: --budget must be positive and --workers not negative")
@@ -187,6 +240,6 @@ if __name__ == "__main__":
         for job in grid:
             print(shlex.join(job.command(cli.runs_dir)))
         raise SystemExit(0)
-    failed = run_grid(grid, cli.workers, cli.runs_dir, cli.logs_dir)
+    failed = run_grid(grid, cli.workers, cli.runs_dir, cli.logs_dir, cli.results_dir, cli.keep_buffers)
     print(f"{len(grid)} runs, {failed} failed")
     raise SystemExit(1 if failed else 0)

@@ -8,7 +8,9 @@ the end `{exp_name}.cleanrl_model` (the arguments and the trained networks).
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -16,7 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from common.buffer import ReplayBuffer
 from common.engine import evaluate, make_envs
 from common.envs import describe_episode, record_video, task_flags, task_of
-from common.utils import UsageError, load_checkpoint, multiples_in, save_checkpoint
+from common.utils import UsageError, atomic_write, load_checkpoint, multiples_in, save_checkpoint
 
 EVAL_SEED = 10_000  # evaluation episode i starts as mpe2's reset(seed=EVAL_SEED + i)
 
@@ -84,9 +86,11 @@ def resume_args(args, Args) -> tuple[object, dict]:
     return saved, checkpoint
 
 
-def restore(checkpoint: dict, modules: dict, run_dir: str, rb: ReplayBuffer, task: str) -> tuple[int, ReplayBuffer]:
+def restore(
+    checkpoint: dict, modules: dict, run_dir: str, rb: ReplayBuffer, task: str
+) -> tuple[int, list, ReplayBuffer]:
     """Load the networks, optimizers and RNG of a checkpoint, and the replay buffer saved with it into
-    a buffer shaped like `rb`; returns the checkpoint's env step and that buffer."""
+    a buffer shaped like `rb`; returns the checkpoint's env step, its evaluations so far and that buffer."""
     for name, module in modules.items():
         module.load_state_dict(checkpoint[name])
     torch.set_rng_state(checkpoint["torch_rng"])
@@ -95,7 +99,7 @@ def restore(checkpoint: dict, modules: dict, run_dir: str, rb: ReplayBuffer, tas
     path = f"{run_dir}/buffer.npz"
     rb = ReplayBuffer.load(path, task, num_agents, obs_width, state_dim, action_dim, rb.capacity, rb.device)
     print(f"resumed {run_dir} at step {checkpoint['global_step']}")
-    return checkpoint["global_step"], rb
+    return checkpoint["global_step"], json.loads(checkpoint["evaluations"]), rb
 
 
 def checkpoint_due(global_step: int, done_steps: int, args) -> bool:
@@ -106,11 +110,12 @@ def checkpoint_due(global_step: int, done_steps: int, args) -> bool:
     )
 
 
-def save_run(run_dir: str, args, modules: dict, rb: ReplayBuffer, global_step: int) -> None:
+def save_run(run_dir: str, args, modules: dict, rb: ReplayBuffer, global_step: int, evaluations: list) -> None:
     """A resumable checkpoint: the buffer first, then the weights and state that point at it."""
     rb.save(f"{run_dir}/buffer.npz", task=task_of(vars(args)))
     checkpoint = {name: module.state_dict() for name, module in modules.items()}
     checkpoint.update(args=vars(args), global_step=global_step, torch_rng=torch.get_rng_state())
+    checkpoint.update(evaluations=json.dumps(evaluations))  # a string: weights_only loading takes plain values
     save_checkpoint(f"{run_dir}/checkpoint.pt", checkpoint)
 
 
@@ -121,3 +126,24 @@ def save_model(run_dir: str, args, script: str, policy, critics) -> str:
     print(f"model saved to {model_path}; evaluate it with:")
     print(f"  python {script} {task_flags(vars(args))} --eval-checkpoint {model_path}")
     return model_path
+
+
+def save_result(run_dir: str, settings: dict, evaluations: list, seconds: dict, start_time: float, **extra) -> dict:
+    """result.json, the run in compact form: the evaluation curve (env step, mean return summed over
+    the learning agents, per team), the final evaluation with each episode's summed return, where
+    the time went. benchmark/run.py keeps it under benchmark/results/."""
+    step, final = evaluations[-1]
+    result = {
+        "task": task_of(settings),
+        "exp_name": settings["exp_name"],
+        "seed": settings["seed"],
+        "curve": [[s, e["sum"]] for s, e in evaluations],
+        "team_curves": {team: [[s, e["team_returns"][team]] for s, e in evaluations] for team in final["team_returns"]},
+        "final": {"step": step, **final},
+        "minutes": (time.time() - start_time) / 60,
+        "seconds": seconds,
+        "args": settings,
+        **extra,
+    }
+    atomic_write(f"{run_dir}/result.json", lambda f: f.write(json.dumps(result, indent=1).encode()))
+    return result

@@ -1,3 +1,4 @@
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -31,6 +32,10 @@ FAKE_SCRIPT = textwrap.dedent(
         run_dir = f"runs/{task}__{exp}__{seed}__{time.time_ns()}"
     os.makedirs(run_dir)
     open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
+    with open(os.path.join(run_dir, "result.json"), "w") as f:
+        f.write('{"run": "%s"}' % run_dir)
+    if script == "ctedd_global.py":
+        open(os.path.join(run_dir, "buffer.npz"), "w").close()
     with open("events.txt", "a") as f:
         f.write(f"end {script} {exp} {seed} {run_dir} {time.time()}\\n")
     """
@@ -104,7 +109,9 @@ def read_events(root):
 
 
 def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skipped(fake_scripts, capsys):
-    assert run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", poll_seconds=0.05) == 0
+    assert (
+        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+    )
     events = read_events(fake_scripts)
     ends = {(e[2], e[3]): float(e[5]) for e in events if e[0] == "end" and e[1] == "ctedd_global.py"}
     distill_starts = [e for e in events if e[0] == "start" and e[1] == "ctedd_distill.py"]
@@ -115,14 +122,38 @@ def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skippe
     assert len(list((fake_scripts / "logs").iterdir())) == 10
     (fake_scripts / "events.txt").unlink()
     capsys.readouterr()
-    assert run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", poll_seconds=0.05) == 0
+    assert (
+        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+    )
     assert not (fake_scripts / "events.txt").exists()  # nothing was run again
     assert capsys.readouterr().out.count("skip (finished)") == 10
+    results = sorted(str(p.relative_to(fake_scripts / "results")) for p in (fake_scripts / "results").rglob("*.json"))
+    assert len(results) == 10 and "simple_tag-scripted/ctedd_distill_k3__2.json" in results
+    assert not list((fake_scripts / "runs").glob("*/buffer.npz"))  # dropped once the distillations were done
+
+
+def test_on_a_fresh_machine_the_grid_goes_on_from_the_kept_results(fake_scripts):
+    assert (
+        run.run_grid(grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 0
+    )
+    shutil.rmtree(fake_scripts / "runs")  # a fresh machine: the results are all the repository has
+    (fake_scripts / "results" / "simple_tag-scripted" / "ctedd_distill_k1__1.json").unlink()
+    (fake_scripts / "events.txt").unlink()
+    assert (
+        run.run_grid(grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 0
+    )
+    started = sorted((e[1], e[2]) for e in read_events(fake_scripts) if e[0] == "start")
+    # the missing distillation needs its stage-1 buffer again; everything else is kept
+    assert started == [("ctedd_distill.py", "ctedd_distill"), ("ctedd_global.py", "ctedd_global")]
 
 
 def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, monkeypatch, capsys):
     monkeypatch.setenv("FAIL", "ctedd_global.py:2")
-    assert run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", poll_seconds=0.05) == 3
+    assert (
+        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 3
+    )
     out = capsys.readouterr().out
     assert "FAILED" in out and "logs/simple_tag-scripted__ctedd_global__2.log" in out
     assert out.count("its stage-1 run failed") == 2
@@ -173,7 +204,12 @@ def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
     learner must cover, and a check that the goals travel only where the controllers send them."""
     import reference_returns
 
-    for task in reference_returns.TASKS:
+    for task in reference_returns.COMMUNICATION_TASKS:
         means = [reference_returns.episode_returns(task, c, episodes=60).mean() for c in reference_returns.CONTROLLERS]
         assert means == sorted(means), (task, means)
         assert means[3] - means[1] > 10, (task, means)  # the goal is worth a lot
+    for task in ("simple_spread-an1", "simple_tag-scripted", "simple_push-scripted"):
+        random, full = (
+            reference_returns.episode_returns(task, c, episodes=30).mean() for c in ("random", "full information")
+        )
+        assert full > random + 15, (task, random, full)  # the anchors of the normalised score are far apart

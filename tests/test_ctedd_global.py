@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -175,6 +176,9 @@ def test_resume_continues_the_step_count_and_the_curve(tmp_path):
     events.Reload()
     steps = sorted(e.step for e in events.Scalars(".", "eval/episodic_return"))
     assert steps == [300, 600]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert [step for step, _ in result["curve"]] == [300, 600]  # the curve goes on through the resume
+    assert len(result["final"]["sums"]) == 2 and result["final"]["step"] == 600
     at_budget = run_script("ctedd_global.py", *args, cwd=tmp_path)
     assert_one_line_error(at_budget, f"runs/{run_dir.name} is already at env step 600; pass --total-timesteps above")
 
@@ -186,7 +190,7 @@ def test_periodic_checkpoint_and_crash_safety(tmp_path):
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events"))
-    assert names == ["buffer.npz", "checkpoint.pt", "ctedd_global.cleanrl_model"]  # no temporary files left
+    assert names == ["buffer.npz", "checkpoint.pt", "ctedd_global.cleanrl_model", "result.json"]  # no temporary files
 
 
 def test_same_seed_gives_identical_results(in_tmp):

@@ -253,7 +253,7 @@ def test_periodic_checkpoints_and_resume_as_in_ctedd_global(tmp_path):
     assert first.returncode == 0, first.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events"))
-    assert names == ["buffer.npz", "checkpoint.pt", "maddpg.cleanrl_model"]  # no temporary files left
+    assert names == ["buffer.npz", "checkpoint.pt", "maddpg.cleanrl_model", "result.json"]  # no temporary files
     resumed = run_script("maddpg.py", *TINY, "--resume", f"runs/{run_dir.name}", cwd=tmp_path)  # to 600 steps
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed runs/{run_dir.name} at step 400" in resumed.stdout and "final eval" in resumed.stdout
