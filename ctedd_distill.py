@@ -354,7 +354,7 @@ def main(args: Args) -> dict:
         model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
         save_checkpoint(model_path, {"args": settings, "policy": student.state_dict()})
         print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
-    writer.close()
+    runs.end_run(writer, args)
     return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept(result)}
 
 

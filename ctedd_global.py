@@ -425,7 +425,7 @@ def main(args: Args) -> dict:
         )  # the replay buffer is stage 2's training data
         runs.save_model(run_dir, args, "ctedd_global.py", policy, critics)
         print(f"next, distil: python ctedd_distill.py --global-run {run_dir}")
-    writer.close()
+    runs.end_run(writer, args)
     return result
 
 

@@ -417,7 +417,7 @@ def main(args: Args) -> dict:
         if args.checkpoint_frequency:
             runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)
         runs.save_model(run_dir, args, "maddpg.py", policy, critics)
-    writer.close()
+    runs.end_run(writer, args)
     return result
 
 

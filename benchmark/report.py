@@ -1,196 +1,352 @@
-"""Results from tensorboard event files: a markdown table and learning-curve plots.
+"""Benchmark v2: the paper's claims tested with rliable statistics, from benchmark/results.
 
-Runs are grouped by their name without seed and start time (`{env}__{exp_name}__{seed}__{time}`,
-or `{env}__{exp_name}__k{bits}__{seed}__{time}` for distillations), so seeds of one setting
-form one group.
+Reads each run's result.json kept by benchmark/run.py (benchmark/results/{task}/{name}__{seed}.json)
+and the hand-written references (benchmark/results/references.json). Scores are normalised per task:
+0 = random forces, 1 = the full-information controller. With rliable (Agarwal et al. 2021): the
+interquartile mean (IQM) of the normalised final score with stratified-bootstrap 95% intervals, per
+task and across the tasks of a group, the probability of improvement P(X > Y) for each claim, and
+the IQM against env steps (sample efficiency). Prints markdown tables; writes the figures.
 
-    python benchmark/report.py --runs-dir runs --plot docs/curves.png --threshold simple_spread=-39
+    python benchmark/report.py --figures docs
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
+import json
 import os
-import re
-from dataclasses import dataclass
+from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-DEFAULT_METRIC = "eval/episodic_return"
-EPISODE_LENGTH = 25
-# two-sided 95% Student-t quantiles by degrees of freedom; the normal 1.96 beyond
-T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
-
-
-@dataclass
-class Run:
-    name: str
-    group: str
-    task: str
-    seed: int
-    curve: dict[int, float]  # env step -> metric
-    minutes: float
-    sps: float | None
-
-
-def read_run(run_dir: str, metric: str) -> Run | None:
-    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    events.Reload()
-    tags = events.Tags()["scalars"]
-    if metric not in tags:
-        return None
-    scalars = events.Scalars(metric)
-    name = os.path.basename(os.path.normpath(run_dir))
-    parts = name.split("__")
-    wall = [e.wall_time for tag in tags for e in events.Scalars(tag)]
-    sps = events.Scalars("charts/SPS")[-1].value if "charts/SPS" in tags else None
-    if "charts/distill_minutes" in tags:
-        minutes = events.Scalars("charts/distill_minutes")[-1].value
-    else:
-        minutes = (max(wall) - min(wall)) / 60
-    return Run(
-        name=name,
-        group="__".join(parts[:-2]),
-        task=parts[0],
-        seed=int(parts[-2]),
-        curve={e.step: e.value for e in scalars},
-        minutes=minutes,
-        sps=sps,
-    )
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CHANNEL_TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
+CONTROL_TASKS = ("simple_tag-scripted", "simple_push-scripted", "simple_spread")
+GROUPS = {"channel tasks (partial observation, 5 seeds)": CHANNEL_TASKS, "controls (full observation)": CONTROL_TASKS}
+# run name -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable) and oranges (reinforced)
+METHODS = {
+    "ctedd_global": ("CTEDD-G", "#08306b", "-"),
+    "ctedd_distill_k3": ("CTEDD-3", "#2171b5", "-"),
+    "ctedd_distill_k1": ("CTEDD-1", "#6baed6", "-"),
+    "ctedd_distill_k0": ("CTEDD-0", "#9ecae1", "-"),
+    "maddpg_k3_differentiable": ("MADDPG-3 (diff.)", "#a50f15", "-"),
+    "maddpg_k1_differentiable": ("MADDPG-1 (diff.)", "#ef3b2c", "-"),
+    "maddpg_k3_reinforced": ("MADDPG-3 (reinf.)", "#d94801", "--"),
+    "maddpg_k1_reinforced": ("MADDPG-1 (reinf.)", "#fd8d3c", "--"),
+    "maddpg_k0": ("MADDPG-0", "#737373", "-"),
+}
+# the paper's claims as (X, Y): does X beat Y?
+CLAIMS = [
+    ("ctedd_global", "ctedd_distill_k3"),
+    ("ctedd_distill_k3", "ctedd_distill_k1"),
+    ("ctedd_distill_k1", "ctedd_distill_k0"),
+    ("ctedd_distill_k0", "maddpg_k0"),
+    ("ctedd_distill_k1", "maddpg_k1_differentiable"),
+    ("ctedd_distill_k1", "maddpg_k1_reinforced"),
+    ("ctedd_distill_k3", "maddpg_k3_differentiable"),
+    ("ctedd_distill_k3", "maddpg_k3_reinforced"),
+]
 
 
-def read_runs(runs_dir: str, metric: str, min_step: int = 0) -> dict[str, list[Run]]:
-    """Runs grouped by setting; runs whose metric stops before `min_step` (unfinished) are left out."""
-    groups: dict[str, list[Run]] = {}
-    for run_dir in sorted(glob.glob(os.path.join(runs_dir, "*"))):
-        run = read_run(run_dir, metric) if os.path.isdir(run_dir) else None
-        if run is not None and max(run.curve) >= min_step:
-            groups.setdefault(run.group, []).append(run)
-    return groups
+def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, dict[int, dict]]]:
+    """task -> method -> seed -> result."""
+    results: dict = defaultdict(lambda: defaultdict(dict))
+    for path in sorted(Path(results_dir).glob("*/*__*.json")):
+        method, seed = path.stem.rsplit("__", 1)
+        if method in METHODS:
+            results[path.parent.name][method][int(seed)] = json.loads(path.read_text())
+    return {task: dict(methods) for task, methods in results.items()}
 
 
-def confidence_95(values: np.ndarray) -> float:
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    return T_95.get(n - 1, 1.96) * values.std(ddof=1) / np.sqrt(n)
+def load_references(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, float]]:
+    return json.loads((Path(results_dir) / "references.json").read_text())["returns"]
 
 
-def steps_to_reach(curve: dict[int, float], threshold: float) -> int | None:
-    return next((step for step, value in sorted(curve.items()) if value >= threshold), None)
+def normalise(returns, task: str, references: dict) -> np.ndarray:
+    """0 = random forces, 1 = the full-information controller."""
+    low, high = references[task]["random"], references[task]["full information"]
+    return (np.asarray(returns, dtype=float) - low) / (high - low)
 
 
-def table(groups: dict[str, list[Run]], thresholds: dict[str, float], at: int | None, random=None) -> str:
-    """One row per setting; `random` (env id -> return) adds a random-actions row per env."""
-    header = "| setting | seeds | final return (mean ± std) | per seed |"
-    rule = "|---|---|---|---|"
-    if at:
-        header += f" at {at // 1000}k steps |"
-        rule += "---|"
-    header += " steps to threshold (per seed) | minutes per run | SPS |"
-    rule += "---|---|---|"
-    lines = [header, rule]
-    for group, runs in sorted(groups.items()):
-        finals = np.array([run.curve[max(run.curve)] for run in runs])
-        row = f"| {runs[0].task} {label(group)} | {len(runs)} | {finals.mean():.2f} ± {finals.std():.2f} | "
-        row += ", ".join(f"{v:.2f}" for v in finals) + " |"
-        if at:
-            values = [run.curve.get(at) for run in runs]
-            known = [v for v in values if v is not None]
-            row += f" {np.mean(known):.2f} |" if known else " n/a |"
-        threshold = thresholds.get(runs[0].task)
-        if threshold is None:
-            row += " n/a |"
-        else:
-            reached = [steps_to_reach(run.curve, threshold) for run in runs]
-            row += " " + ", ".join("never" if s is None else f"{s // 1000}k" for s in reached) + f" (>= {threshold}) |"
-        minutes = np.mean([run.minutes for run in runs])
-        sps = [run.sps for run in runs if run.sps is not None]
-        row += f" {minutes:.1f} | {np.mean(sps):.0f} |" if sps else f" {minutes:.1f} | n/a |"
-        lines.append(row)
-    for task, value in sorted((random or {}).items()):
-        lines.append(f"| {task} random actions | | {value:.2f} |" + " |" * (lines[1].count("|") - 4))
+def common_seeds(results: dict, tasks, methods) -> list[int]:
+    """The seeds every (task, method) has: rliable's score matrices need the same runs per task."""
+    sets = [set(results.get(task, {}).get(m, {})) for task in tasks for m in methods]
+    return sorted(set.intersection(*sets)) if sets and all(sets) else []
+
+
+def score_matrix(results, references, tasks, method, seeds) -> np.ndarray:
+    """Normalised final scores, (runs, tasks)."""
+    columns = [[results[task][method][s]["final"]["sum"] for s in seeds] for task in tasks]
+    return np.stack([normalise(c, task, references) for c, task in zip(columns, tasks)], axis=1)
+
+
+def iqm_intervals(scores: dict[str, np.ndarray], reps: int) -> tuple[dict, dict]:
+    """IQM of each method's (runs, tasks) scores and its stratified-bootstrap 95% interval."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    return rly.get_interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
+
+
+def improvement(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float, np.ndarray]:
+    """P(X > Y) over (runs, tasks) scores, averaged over tasks, with its 95% interval."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    point, interval = rly.get_interval_estimates({"x,y": (x, y)}, metrics.probability_of_improvement, reps=reps)
+    return float(point["x,y"]), interval["x,y"].ravel()
+
+
+def verdict(interval) -> str:
+    low, high = interval
+    return "holds" if low > 0.5 else "does not hold" if high < 0.5 else "cannot tell"
+
+
+def curves(results, references, tasks, method, seeds) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised learning curves on the evaluation steps all runs share: steps (T,), scores (runs, tasks, T)."""
+    per_task = [[dict(results[t][method][s]["curve"]) for s in seeds] for t in tasks]
+    steps = sorted(set.intersection(*(set(c) for runs in per_task for c in runs)))
+    scores = [[normalise([c[step] for step in steps], t, references) for c in runs] for runs, t in zip(per_task, tasks)]
+    return np.array(steps), np.stack([np.stack(task_scores) for task_scores in scores], axis=1)
+
+
+def methods_of(results, tasks) -> list[str]:
+    return [m for m in METHODS if all(results.get(t, {}).get(m) for t in tasks)]
+
+
+def final_table(results, references, reps: int) -> str:
+    lines = [
+        "| task | method | seeds | final return, mean ± std | normalised IQM [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for task in [*CHANNEL_TASKS, *CONTROL_TASKS]:
+        methods = methods_of(results, [task])
+        if not methods:
+            continue
+        seeds = {m: sorted(results[task][m]) for m in methods}
+        scores = {m: score_matrix(results, references, [task], m, seeds[m]) for m in methods}
+        point, interval = iqm_intervals(scores, reps)
+        for m in methods:
+            finals = np.array([results[task][m][s]["final"]["sum"] for s in seeds[m]])
+            low, high = interval[m].ravel()
+            lines.append(
+                f"| {task} | {METHODS[m][0]} | {len(finals)} | {finals.mean():.2f} ± {finals.std():.2f} "
+                f"| {point[m][0]:.2f} [{low:.2f}, {high:.2f}] |"
+            )
     return "\n".join(lines)
 
 
-def label(group: str) -> str:
-    """The paper's names for the runner's runs: ctedd_global -> CTEDD-G, ctedd_distill__k1 -> CTEDD-1,
-    maddpg_k0 -> MADDPG-0, maddpg_k3_reinforced -> MADDPG-3 (reinforced)."""
-    name = group.split("__", 1)[1]
-    match = re.fullmatch(
-        r"(ctedd_global|ctedd_distill|maddpg)(?:_k(\d+))?(?:_(differentiable|reinforced))?(?:__k(\d+))?", name
-    )
-    if match is None:
-        return name
-    bits = match[2] or match[4] or ""
-    method = {"ctedd_global": "CTEDD-G", "ctedd_distill": f"CTEDD-{bits}", "maddpg": f"MADDPG-{bits}"}[match[1]]
-    return method + (f" ({match[3]})" if match[3] else "")
+def aggregate_table(results, references, reps: int) -> tuple[str, dict]:
+    """IQM across the tasks of each group; returns the table and {group: (methods, point, interval)}."""
+    lines = ["| group | method | runs x tasks | normalised IQM [95% CI] |", "|---|---|---|---|"]
+    found = {}
+    for group, tasks in GROUPS.items():
+        methods = methods_of(results, tasks)
+        seeds = common_seeds(results, tasks, methods)
+        if not seeds:
+            continue
+        scores = {m: score_matrix(results, references, tasks, m, seeds) for m in methods}
+        point, interval = iqm_intervals(scores, reps)
+        found[group] = (methods, point, interval)
+        for m in methods:
+            low, high = interval[m].ravel()
+            runs = f"{len(seeds)} x {len(tasks)}"
+            lines.append(f"| {group} | {METHODS[m][0]} | {runs} | {point[m][0]:.2f} [{low:.2f}, {high:.2f}] |")
+    return "\n".join(lines), found
 
 
-def plot(curves: dict[str, dict[str, list[Run]]], path: str, random: dict[str, float]) -> None:
-    """One row of panels per metric (e.g. the sum and each team), one column per environment."""
+def claims_table(results, references, reps: int) -> tuple[str, dict]:
+    lines = ["| claim | group | runs x tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
+    found = {}
+    for group, tasks in GROUPS.items():
+        for x, y in CLAIMS:
+            seeds = common_seeds(results, tasks, [x, y])
+            if not seeds:
+                continue
+            p, interval = improvement(*(score_matrix(results, references, tasks, m, seeds) for m in (x, y)), reps)
+            found[group, x, y] = (p, interval)
+            claim = f"{METHODS[x][0]} > {METHODS[y][0]}"
+            lines.append(
+                f"| {claim} | {group} | {len(seeds)} x {len(tasks)} | {p:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] "
+                f"| {verdict(interval)} |"
+            )
+    return "\n".join(lines), found
+
+
+def plot_curves(results, references, path: str) -> None:
+    """One panel per task, the paper's Figure 3: return against env steps, mean over seeds with a
+    95% bootstrap band; distilled policies (CTEDD-k, from the final teacher) as points at the end."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted({runs[0].task for groups in curves.values() for runs in groups.values()})
-    fig, axes = plt.subplots(len(curves), len(tasks), figsize=(5.5 * len(tasks), 4 * len(curves)), squeeze=False)
-    for row, (metric, groups) in zip(axes, curves.items()):
-        for ax, task in zip(row, tasks):
-            env_groups = {group: runs for group, runs in sorted(groups.items()) if runs[0].task == task}
-            if not env_groups:
-                ax.set_axis_off()
+    tasks = [t for t in (*CHANNEL_TASKS, *CONTROL_TASKS) if t in results]
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, task in zip(axes.ravel(), tasks):
+        for method, (label, colour, style) in METHODS.items():
+            runs = results[task].get(method)
+            if not runs:
                 continue
-            for group, runs in env_groups.items():
-                steps = sorted(set.intersection(*(set(run.curve) for run in runs)))
-                values = np.array([[run.curve[s] for s in steps] for run in runs])
-                mean = values.mean(0)
-                band = np.array([confidence_95(values[:, j]) for j in range(len(steps))])
-                episodes = np.array(steps) / EPISODE_LENGTH
-                (line,) = ax.plot(episodes, mean, label=f"{label(group)} (n={len(runs)})")
-                if len(runs) > 1:
-                    ax.fill_between(episodes, mean - band, mean + band, alpha=0.2, color=line.get_color())
-            if task in random and metric == DEFAULT_METRIC:
-                ax.axhline(random[task], color="gray", linestyle="--", label="random actions")
-            ax.set_title(task)
-            ax.set_xlabel(f"env episodes ({EPISODE_LENGTH} steps each)")
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            if method.startswith("ctedd_distill"):
+                finals = np.array([r["final"]["sum"] for r in runs.values()])
+                ax.errorbar(
+                    1.02e6 + 1.5e4 * "013".index(method[-1]),
+                    finals.mean(),
+                    yerr=finals.std(),
+                    fmt="o",
+                    color=colour,
+                    label=f"{label} (n={len(finals)})",
+                    capsize=3,
+                    ms=5,
+                )
+                continue
+            steps = sorted(set.intersection(*(set(dict(r["curve"])) for r in runs.values())))
+            values = np.array([[dict(r["curve"])[s] for s in steps] for r in runs.values()])
+            boot = values[rng.integers(0, len(values), (1000, len(values)))].mean(1)
+            ax.plot(steps, values.mean(0), style, color=colour, label=f"{label} (n={len(values)})", lw=1.6)
+            ax.fill_between(steps, *np.percentile(boot, [2.5, 97.5], axis=0), color=colour, alpha=0.15, lw=0)
+        for name, value in references[task].items():
+            ref_style = {"random": ("gray", "--"), "full information": ("green", ":")}.get(name, ("silver", ":"))
+            ax.axhline(value, color=ref_style[0], ls=ref_style[1], lw=1)
+            ax.annotate(
+                name,
+                (0, value),
+                xycoords=("axes fraction", "data"),
+                xytext=(3, 2),
+                textcoords="offset points",
+                fontsize=7,
+                color=ref_style[0],
+            )
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("evaluation return (summed over learners)")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(tasks) :]:
+        ax.set_axis_off()
+    handles = {h.get_label().split(" (n=")[0]: h for ax in axes.ravel() for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=9, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    save(fig, path)
+
+
+def plot_aggregate(found: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(found), figsize=(6.5 * len(found), 4.5), squeeze=False)
+    for ax, (group, (methods, point, interval)) in zip(axes[0], found.items()):
+        for row, m in enumerate(methods):
+            low, high = interval[m].ravel()
+            ax.barh(row, high - low, left=low, color=METHODS[m][1], alpha=0.75, height=0.6)
+            ax.plot([point[m][0]] * 2, [row - 0.3, row + 0.3], color="black", lw=1.5)
+        ax.set_yticks(range(len(methods)), [METHODS[m][0] for m in methods])
+        ax.invert_yaxis()
+        ax.axvline(0, color="gray", ls="--", lw=1)
+        ax.axvline(1, color="green", ls=":", lw=1)
+        ax.set_xlabel("IQM of the normalised final score (0 random, 1 full information)")
+        ax.set_title(group)
+        ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
+    save(fig, path)
+
+
+def plot_improvement(found: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(GROUPS)
+    claims = [c for c in CLAIMS if any((g, *c) in found for g in groups)]
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(claims) + 1.5))
+    for shift, group, colour in zip((-0.15, 0.15), groups, ("#08519c", "#969696")):
+        for row, (x, y) in enumerate(claims):
+            if (group, x, y) in found:
+                p, (low, high) = found[group, x, y]
+                ax.errorbar(
+                    p,
+                    row + shift,
+                    xerr=[[p - low], [high - p]],
+                    fmt="o",
+                    color=colour,
+                    capsize=3,
+                    label=group if row == 0 else None,
+                )
+    ax.set_yticks(range(len(claims)), [f"{METHODS[x][0]} > {METHODS[y][0]}" for x, y in claims])
+    ax.set_ylim(len(claims) - 0.5, -0.5)
+    ax.axvline(0.5, color="black", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("P(X > Y), probability of improvement, 95% CI")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_efficiency(results, references, path: str, reps: int) -> None:
+    """IQM normalised score against env steps, 95% bands, per group: who learns with fewer samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import metrics
+
+    fig, axes = plt.subplots(1, len(GROUPS), figsize=(7 * len(GROUPS), 4.5), squeeze=False)
+    for ax, (group, tasks) in zip(axes[0], GROUPS.items()):
+        methods = [m for m in methods_of(results, tasks) if not m.startswith("ctedd_distill")]
+        seeds = common_seeds(results, tasks, methods)
+        if not seeds:
+            ax.set_axis_off()
+            continue
+        for m in methods:
+            steps, scores = curves(results, references, tasks, m, seeds)
+            iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
+            point, interval = rly.get_interval_estimates({m: scores}, iqm, reps=reps)
+            label, colour, style = METHODS[m]
+            ax.plot(steps, point[m], style, color=colour, label=label, lw=1.6)
+            ax.fill_between(steps, interval[m][0], interval[m][1], color=colour, alpha=0.15, lw=0)
+        ax.axhline(0, color="gray", ls="--", lw=1)
+        ax.axhline(1, color="green", ls=":", lw=1)
+        ax.set_title(f"{group}: {len(seeds)} seeds x {len(tasks)} tasks")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("IQM normalised score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    save(fig, path)
+
+
+def save(fig, path: str) -> None:
+    import matplotlib.pyplot as plt
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def parse_env_values(items: list[str]) -> dict[str, float]:
-    return {task: float(value) for task, value in (item.split("=") for item in items)}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument(
-        "--metric", nargs="+", default=[DEFAULT_METRIC], help="the first makes the table; each a row of panels"
-    )
-    parser.add_argument("--filter", nargs="*", default=[], help="only groups whose name contains one of these")
-    parser.add_argument("--min-step", type=int, default=0, help="leave out runs that stop before this env step")
-    parser.add_argument("--at", type=int, default=None, help="also report the metric at this env step")
-    parser.add_argument("--threshold", nargs="*", default=[], help="ENV=VALUE: env steps to reach VALUE")
-    parser.add_argument("--random", nargs="*", default=[], help="ENV=VALUE: the random-action return, as a reference")
-    parser.add_argument("--plot", default=None, help="write the learning curves to this PNG")
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--figures", default=None, help="write the figures into this directory")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     cli = parser.parse_args()
-    curves = {}
-    for metric in cli.metric:
-        found = read_runs(cli.runs_dir, metric, cli.min_step)
-        curves[metric] = {g: runs for g, runs in found.items() if not cli.filter or any(f in g for f in cli.filter)}
-    if not curves[cli.metric[0]]:
-        raise SystemExit(f"error: no run in {cli.runs_dir} logs {cli.metric[0]}")
-    random = parse_env_values(cli.random)
-    print(table(curves[cli.metric[0]], parse_env_values(cli.threshold), cli.at, random))
-    if cli.plot:
-        plot(curves, cli.plot, random)
-        print(f"\nplot written to {cli.plot}")
+    found_results, refs = load_results(cli.results_dir), load_references(cli.results_dir)
+    if not found_results:
+        raise SystemExit(f"error: no results in {cli.results_dir}")
+    print("## Final scores per task\n\n" + final_table(found_results, refs, cli.reps))
+    text, aggregates = aggregate_table(found_results, refs, cli.reps)
+    print("\n## Across tasks\n\n" + text)
+    text, improvements = claims_table(found_results, refs, cli.reps)
+    print("\n## The claims\n\n" + text)
+    if cli.figures:
+        plot_curves(found_results, refs, f"{cli.figures}/benchmark_curves.png")
+        plot_aggregate(aggregates, f"{cli.figures}/benchmark_aggregate.png")
+        plot_improvement(improvements, f"{cli.figures}/benchmark_improvement.png")
+        plot_efficiency(found_results, refs, f"{cli.figures}/benchmark_efficiency.png", cli.reps)
+        print(f"\nfigures written to {cli.figures}/benchmark_*.png")

@@ -56,6 +56,7 @@ class Job:
     seed: int
     args: list[str]
     after: Job | None = None  # the stage-1 job this distillation reads
+    scripts_dir: str = SCRIPTS_DIR  # where the training scripts are (the same path on every node of a cluster)
     state: str = "waiting"  # waiting, running, done, failed, skipped
     process: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -75,19 +76,25 @@ class Job:
         bits = f"_k{self.args[self.args.index('--message-bits') + 1]}" if self.script == "ctedd_distill.py" else ""
         return os.path.join(results_dir, self.task, f"{self.name}{bits}__{self.seed}.json")
 
-    def command(self, runs_dir: str) -> list[str]:
-        cmd = [
-            sys.executable,
-            os.path.join(SCRIPTS_DIR, self.script),
-            "--exp-name",
-            self.name,
-            "--seed",
-            str(self.seed),
-        ]
+    def unfinished_run(self, runs_dir: str) -> str | None:
+        """The newest run directory of this job with a resumable checkpoint and no final model yet."""
+        dirs = [d for d in glob.glob(self.run_glob(runs_dir)) if os.path.isfile(os.path.join(d, "checkpoint.pt"))]
+        dirs = [d for d in dirs if not os.path.isfile(os.path.join(d, f"{self.name}.cleanrl_model"))]
+        return max(dirs, key=os.path.getmtime) if dirs else None
+
+    def command(self, runs_dir: str, stage1_dir: str | None = None) -> list[str]:
+        """The command that runs this job: a distillation reads `stage1_dir` (default: its stage-1 job's
+        finished run); a training run with an unfinished checkpoint (a crash, a killed worker) resumes it."""
+        script = [sys.executable, os.path.join(self.scripts_dir, self.script)]
         if self.after is not None:
-            stage1 = self.after.finished_run(runs_dir) or f"<{self.after.name} run of seed {self.seed}>"
-            return cmd + ["--global-run", stage1, *self.args]
-        return cmd + [*task_flags(parse_task(self.task)).split(), "--save-model", *self.args]
+            stage1 = stage1_dir or self.after.finished_run(runs_dir) or f"<{self.after.name} run of seed {self.seed}>"
+            return script + ["--exp-name", self.name, "--seed", str(self.seed), "--global-run", stage1, *self.args]
+        unfinished = self.unfinished_run(runs_dir)
+        if unfinished:
+            budget = self.args[self.args.index("--total-timesteps") + 1]
+            return script + ["--resume", unfinished, "--total-timesteps", budget]
+        flags = [*task_flags(parse_task(self.task)).split(), "--save-model"]
+        return script + ["--exp-name", self.name, "--seed", str(self.seed), *flags, *self.args]
 
 
 def build_grid(
@@ -119,7 +126,32 @@ def build_grid(
                         name = f"maddpg_k{k}" + (f"_{channel}" if k > 0 else "")
                         args = budget_args + ["--message-bits", str(k), "--channel", channel, *maddpg_args]
                         jobs.append(Job(name, "maddpg.py", task, seed, args))
+    for job in jobs:
+        job.scripts_dir = SCRIPTS_DIR
     return jobs
+
+
+def skip_finished(jobs: list[Job], runs_dir: str, results_dir: str) -> None:
+    """Mark the jobs whose result is kept as skipped, unless a missing distillation needs the stage-1 buffer."""
+    for job in jobs:
+        needed = any(not os.path.isfile(d.result_path(results_dir)) for d in dependents_of(job, jobs))
+        stage1 = job.finished_run(runs_dir)
+        if os.path.isfile(job.result_path(results_dir)) and (not needed or stage1 and has_buffer(stage1)):
+            job.state = "skipped"
+            print(f"skip (finished): {job.task} {job.name} seed {job.seed}")
+
+
+def dependents_of(job: Job, jobs: list[Job]) -> list[Job]:
+    return [d for d in jobs if d.after is job]
+
+
+def tidy(jobs: list[Job], runs_dir: str, keep_buffers: bool) -> None:
+    """Delete the buffers no job needs any more: a stage-1 run's once its distillations are over, a
+    MADDPG run's (written with its checkpoints) at once. A buffer of 1M transitions takes 0.3-0.7 GB."""
+    for job in jobs:
+        over = all(d.state in ("done", "skipped", "failed") for d in dependents_of(job, jobs))
+        if job.state in ("done", "skipped") and over and not keep_buffers:
+            drop_buffer(job.finished_run(runs_dir))
 
 
 def run_grid(
@@ -131,19 +163,10 @@ def run_grid(
     keep_buffers: bool = False,
     poll_seconds: float = 2.0,
 ) -> int:
-    """Run the jobs, `workers` at a time, distillations after their stage-1 run. Returns the failures.
-
-    A finished run's result.json is copied to `results_dir`; a job whose result is there is skipped,
-    unless it is a stage-1 run whose buffer a missing distillation still needs. Once a stage-1 run's
-    distillations are over, its buffer and checkpoint are deleted (0.3-0.7 GB each) unless `keep_buffers`."""
+    """Run the jobs on this machine, `workers` at a time, distillations after their stage-1 run.
+    Returns the failures. Each finished run's result.json is copied to `results_dir`."""
     os.makedirs(logs_dir, exist_ok=True)
-    dependents = {id(job): [d for d in jobs if d.after is job] for job in jobs}
-    for job in jobs:
-        needed = any(not os.path.isfile(d.result_path(results_dir)) for d in dependents[id(job)])
-        stage1 = job.finished_run(runs_dir)
-        if os.path.isfile(job.result_path(results_dir)) and (not needed or stage1 and has_buffer(stage1)):
-            job.state = "skipped"
-            print(f"skip (finished): {job.task} {job.name} seed {job.seed}")
+    skip_finished(jobs, runs_dir, results_dir)
     failures = 0
     while any(job.state in ("waiting", "running") for job in jobs):
         for job in jobs:
@@ -159,22 +182,25 @@ def run_grid(
                 job.state = "failed"
                 failures += 1
                 print(f"not run: {job.task} {job.name} seed {job.seed} (its stage-1 run failed)")
-        for job in jobs:
-            over = all(d.state in ("done", "skipped", "failed") for d in dependents[id(job)])
-            if job.state in ("done", "skipped") and dependents[id(job)] and over and not keep_buffers:
-                drop_buffer(job.finished_run(runs_dir))
+        tidy(jobs, runs_dir, keep_buffers)
         running = sum(job.state == "running" for job in jobs)
         for job in jobs:
             ready = job.after is None or job.after.state in ("done", "skipped")
             if job.state == "waiting" and ready and running < workers:
+                command = job.command(runs_dir)
                 with open(log_path(job, logs_dir), "w") as log:
-                    job.process = subprocess.Popen(
-                        job.command(runs_dir), stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd()
-                    )
+                    job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir(runs_dir))
                 job.state, running = "running", running + 1
-                print(f"start: {shlex.join(job.command(runs_dir))}")
+                print(f"start: {shlex.join(command)}")
         time.sleep(poll_seconds)
     return failures
+
+
+def workdir(runs_dir: str) -> str:
+    """The scripts write into runs/ of their working directory: run them in the one above `runs_dir`."""
+    if os.path.basename(os.path.abspath(runs_dir)) != "runs":
+        raise UsageError(f"--runs-dir must be a directory named runs (the scripts write there), got {runs_dir}")
+    return os.path.dirname(os.path.abspath(runs_dir))
 
 
 def has_buffer(run_dir: str) -> bool:
@@ -219,18 +245,34 @@ if __name__ == "__main__":
     parser.add_argument("--logs-dir", default="benchmark/logs")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help="where finished runs' result.json are kept")
     parser.add_argument("--keep-buffers", action="store_true", help="keep stage-1 buffers after their distillations")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local", help="local: a process pool here")
+    parser.add_argument("--address", default=None, help="ray: an existing cluster (default: start Ray here)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs reserved for each run")
+    parser.add_argument("--cuda", action="store_true", help="train with --cuda, one GPU reserved per training run")
+    parser.add_argument(
+        "--checkpoint-frequency",
+        type=int,
+        default=None,
+        help="training runs write resumable checkpoints this often (default: 0 locally, 100000 with ray)",
+    )
     cli = parser.parse_args()
     if cli.budget <= 0 or cli.workers < 0:
         raise SystemExit("error: --budget must be positive and --workers not negative")
+    try:
+        workdir(cli.runs_dir)
+    except UsageError as err:
+        raise SystemExit(f"error: {err}") from None
+    checkpoints = cli.checkpoint_frequency if cli.checkpoint_frequency is not None else 100_000 * (cli.backend == "ray")
+    training = ["--checkpoint-frequency", str(checkpoints)] + ["--cuda"] * cli.cuda
     try:
         grid = build_grid(
             cli.tasks,
             cli.seeds,
             cli.bits,
             cli.budget,
-            shlex.split(cli.ctedd_args),
-            shlex.split(cli.maddpg_args),
-            shlex.split(cli.distill_args),
+            training + shlex.split(cli.ctedd_args),
+            training + shlex.split(cli.maddpg_args),
+            ["--cuda"] * cli.cuda + shlex.split(cli.distill_args),
             cli.methods,
             cli.channels,
         )
@@ -240,6 +282,14 @@ if __name__ == "__main__":
         for job in grid:
             print(shlex.join(job.command(cli.runs_dir)))
         raise SystemExit(0)
-    failed = run_grid(grid, cli.workers, cli.runs_dir, cli.logs_dir, cli.results_dir, cli.keep_buffers)
+    if cli.backend == "ray":
+        import ray_grid
+
+        gpus = 1.0 if cli.cuda else 0.0
+        failed = ray_grid.run_grid(
+            grid, cli.runs_dir, cli.logs_dir, cli.results_dir, cli.keep_buffers, cli.address, cli.cpus_per_run, gpus
+        )
+    else:
+        failed = run_grid(grid, cli.workers, cli.runs_dir, cli.logs_dir, cli.results_dir, cli.keep_buffers)
     print(f"{len(grid)} runs, {failed} failed")
     raise SystemExit(1 if failed else 0)

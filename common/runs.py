@@ -45,6 +45,15 @@ def start_run(args, run_dir: str) -> SummaryWriter:
     return writer
 
 
+def end_run(writer: SummaryWriter, args) -> None:
+    """Close the tensorboard writer; with --track let wandb sync the last scalars before the process ends."""
+    writer.close()
+    if args.track:
+        import wandb
+
+        wandb.finish()
+
+
 def saved_args(checkpoint: dict, Args):
     """The arguments a checkpoint was written with, as the script's Args (unknown keys dropped)."""
     return Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})

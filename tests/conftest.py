@@ -1,10 +1,12 @@
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmark"))  # the benchmark scripts' modules: run, report, ray_grid, ...
 TINY = [
     "--total-timesteps",
     "600",
@@ -36,5 +38,50 @@ def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> N
 
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+FAKE_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    argv = sys.argv[1:]
+    def arg(name, default=None):
+        return argv[argv.index(name) + 1] if name in argv else default
+    script = os.path.basename(__file__)
+    exp, seed = arg("--exp-name"), arg("--seed")
+    with open("events.txt", "a") as f:
+        f.write(f"start {script} {exp} {seed} {arg('--global-run', '')} {time.time()}\\n")
+    if os.environ.get("FAIL") == f"{script}:{seed}":
+        sys.exit(1)
+    time.sleep(0.3)
+    if arg("--global-run"):
+        assert os.path.isfile(os.path.join(arg("--global-run"), "ctedd_global.cleanrl_model"))
+        env = os.path.basename(arg("--global-run")).split("__")[0]
+        run_dir = f"runs/{env}__{exp}__k{arg('--message-bits')}__{seed}__{time.time_ns()}"
+    else:
+        task = arg("--env-id") + ("-scripted" if arg("--opponents") == "scripted" else "")
+        run_dir = f"runs/{task}__{exp}__{seed}__{time.time_ns()}"
+    os.makedirs(run_dir)
+    open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
+    with open(os.path.join(run_dir, "result.json"), "w") as f:
+        f.write('{"run": "%s"}' % run_dir)
+    if script == "ctedd_global.py":
+        open(os.path.join(run_dir, "buffer.npz"), "w").close()
+    with open("events.txt", "a") as f:
+        f.write(f"end {script} {exp} {seed} {run_dir} {time.time()}\\n")
+    """
+)
+
+
+@pytest.fixture
+def fake_scripts(tmp_path, monkeypatch):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("ctedd_global.py", "ctedd_distill.py", "maddpg.py"):
+        (scripts / name).write_text(FAKE_SCRIPT)
+    import run  # benchmark/run.py
+
+    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -1,6 +1,6 @@
+import json
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -9,48 +9,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
 import report  # noqa: E402
 import run  # noqa: E402
-
-FAKE_SCRIPT = textwrap.dedent(
-    """
-    import os, sys, time
-    argv = sys.argv[1:]
-    def arg(name, default=None):
-        return argv[argv.index(name) + 1] if name in argv else default
-    script = os.path.basename(__file__)
-    exp, seed = arg("--exp-name"), arg("--seed")
-    with open("events.txt", "a") as f:
-        f.write(f"start {script} {exp} {seed} {arg('--global-run', '')} {time.time()}\\n")
-    if os.environ.get("FAIL") == f"{script}:{seed}":
-        sys.exit(1)
-    time.sleep(0.3)
-    if arg("--global-run"):
-        assert os.path.isfile(os.path.join(arg("--global-run"), "ctedd_global.cleanrl_model"))
-        env = os.path.basename(arg("--global-run")).split("__")[0]
-        run_dir = f"runs/{env}__{exp}__k{arg('--message-bits')}__{seed}__{time.time_ns()}"
-    else:
-        task = arg("--env-id") + ("-scripted" if arg("--opponents") == "scripted" else "")
-        run_dir = f"runs/{task}__{exp}__{seed}__{time.time_ns()}"
-    os.makedirs(run_dir)
-    open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
-    with open(os.path.join(run_dir, "result.json"), "w") as f:
-        f.write('{"run": "%s"}' % run_dir)
-    if script == "ctedd_global.py":
-        open(os.path.join(run_dir, "buffer.npz"), "w").close()
-    with open("events.txt", "a") as f:
-        f.write(f"end {script} {exp} {seed} {run_dir} {time.time()}\\n")
-    """
-)
-
-
-@pytest.fixture
-def fake_scripts(tmp_path, monkeypatch):
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    for name in ("ctedd_global.py", "ctedd_distill.py", "maddpg.py"):
-        (scripts / name).write_text(FAKE_SCRIPT)
-    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def grid(seeds=(1, 2)):
@@ -88,8 +46,9 @@ def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
     assert "--message-bits 1 --channel reinforced" in spread["maddpg_k1_reinforced"]
     tag = [" ".join(job.command("runs")) for job in jobs if job.task == "simple_tag"]
     assert not any("--opponents" in c for c in tag)  # self-play: the prey learns too
-    assert report.label("simple_spread-an1__maddpg_k1_reinforced") == "MADDPG-1 (reinforced)"
-    assert report.label("simple_spread-an1__maddpg_k0") == "MADDPG-0"
+    stems = {Path(job.result_path("results")).stem.rsplit("__", 1)[0] for job in jobs}
+    assert stems <= set(report.METHODS)  # every run of the grid has its place in the report
+    assert report.METHODS["maddpg_k1_reinforced"][0] == "MADDPG-1 (reinf.)"
     with pytest.raises(run.UsageError, match="unknown part 'x'"):
         run.build_grid(["simple_tag-x"], [1], [1], 5000)
 
@@ -161,42 +120,55 @@ def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, mon
     assert len(finished) == 7  # everything but seed 2's stage 1 and its two distillations
 
 
-def write_run(runs_dir, name, values, steps=(100_000, 200_000, 300_000)):
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(runs_dir / name))
-    for step, value in zip(steps, values):
-        writer.add_scalar("eval/episodic_return", value, step)
-    writer.add_scalar("charts/SPS", 1000, steps[-1])
-    writer.close()
+def write_result(results, task, name, seed, curve):
+    """A result.json as the scripts write it: the curve (env step, summed return) ends at the final evaluation."""
+    path = results / task / f"{name}__{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    final = {"sum": curve[-1][1], "team_returns": {"good": curve[-1][1]}, "returns": {}, "sums": [curve[-1][1]] * 3}
+    path.write_text(json.dumps({"curve": curve, "final": {"step": curve[-1][0], **final}}))
 
 
-def test_report_table_and_plot_from_synthetic_event_files(tmp_path):
-    runs = tmp_path / "runs"
-    write_run(runs, "simple_spread__maddpg_k1_differentiable__1__1", [-60, -50, -40])
-    write_run(runs, "simple_spread__maddpg_k1_differentiable__2__1", [-70, -45, -44])
-    write_run(runs, "simple_spread__maddpg_k1_differentiable__3__1", [-65, -55, -41])
-    write_run(runs, "simple_spread__ctedd_distill__k1__1__1", [-80, -30, -20])
-    write_run(runs, "simple_spread__unfinished__1__1", [-90], steps=(100_000,))
-    groups = report.read_runs(str(runs), "eval/episodic_return", min_step=300_000)
-    assert sorted(groups) == ["simple_spread__ctedd_distill__k1", "simple_spread__maddpg_k1_differentiable"]
-    text = report.table(groups, {"simple_spread": -45}, at=200_000, random={"simple_spread": -79.8})
-    row = next(line for line in text.splitlines() if "MADDPG-1 (differentiable)" in line)
-    finals = np.array([-40, -44, -41])
-    assert f"{finals.mean():.2f} ± {finals.std():.2f}" in row
-    assert f"{np.mean([-50, -45, -55]):.2f}" in row  # the value at 200k steps
-    assert "300k, 200k, 300k (>= -45)" in row  # env steps to reach the threshold, per seed
-    assert "simple_spread MADDPG-1 (differentiable) |" in row and "simple_spread CTEDD-1 |" in text
-    assert report.label("simple_tag-scripted__ctedd_global") == "CTEDD-G"
-    assert report.label("simple_tag-scripted__ctedd_distill__k3") == "CTEDD-3"
-    random_row = text.splitlines()[-1]
-    assert "random actions" in random_row and "-79.80" in random_row
-    assert random_row.count("|") == text.splitlines()[0].count("|")
-    assert report.steps_to_reach({100: -60, 200: -45, 300: -40}, -45) == 200
-    band = report.confidence_95(finals.astype(float))
-    assert band == pytest.approx(4.30 * finals.std(ddof=1) / np.sqrt(3))
-    report.plot({"eval/episodic_return": groups}, str(tmp_path / "docs" / "curves.png"), {"simple_spread": -79.8})
-    assert (tmp_path / "docs" / "curves.png").stat().st_size > 1000
+def synthetic_results(tmp_path, rng):
+    """Two tasks, references random -100 and full information 0; CTEDD-G clearly better than MADDPG-0."""
+    results = tmp_path / "results"
+    tasks = list(report.CHANNEL_TASKS)
+    references = {t: {"random": -100.0, "full information": 0.0} for t in tasks}
+    (results).mkdir()
+    (results / "references.json").write_text(json.dumps({"returns": references}))
+    for task in tasks:
+        for seed in range(1, 6):
+            for name, level in (("ctedd_global", -20), ("maddpg_k0", -60), ("ctedd_distill_k0", -60)):
+                final = level + rng.normal(0, 3)
+                write_result(results, task, name, seed, [[500_000, final - 10], [1_000_000, final]])
+    return results
+
+
+def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    results, references = report.load_results(results_dir), report.load_references(results_dir)
+    assert report.normalise([-100, -50, 0], "simple_reference", references).tolist() == [0.0, 0.5, 1.0]
+    seeds = report.common_seeds(results, report.CHANNEL_TASKS, ["ctedd_global", "maddpg_k0"])
+    assert seeds == [1, 2, 3, 4, 5]
+    scores = report.score_matrix(results, references, report.CHANNEL_TASKS, "ctedd_global", seeds)
+    assert scores.shape == (5, 3) and 0.7 < scores.mean() < 0.9
+    text, found = report.aggregate_table(results, references, reps=200)
+    methods, point, interval = found["channel tasks (partial observation, 5 seeds)"]
+    assert interval["ctedd_global"].ravel()[0] > interval["maddpg_k0"].ravel()[1]  # intervals apart
+    assert "| CTEDD-G | 5 x 3 |" in text
+    text, claims = report.claims_table(results, references, reps=200)
+    p, ci = claims["channel tasks (partial observation, 5 seeds)", "ctedd_distill_k0", "maddpg_k0"]
+    assert 0.0 <= ci[0] <= p <= ci[1] <= 1.0 and report.verdict(ci) == "cannot tell"  # the same level
+    assert report.verdict((0.6, 0.9)) == "holds" and report.verdict((0.1, 0.4)) == "does not hold"
+    assert "CTEDD-0 > MADDPG-0" in text
+    steps, curves = report.curves(results, references, report.CHANNEL_TASKS, "maddpg_k0", seeds)
+    assert steps.tolist() == [500_000, 1_000_000] and curves.shape == (5, 3, 2)
+    table = report.final_table(results, references, reps=200)
+    assert table.count("simple_reference") == 3  # one row per method that ran there
+    report.plot_curves(results, references, str(tmp_path / "docs" / "curves.png"))
+    report.plot_aggregate(found, str(tmp_path / "docs" / "aggregate.png"))
+    report.plot_improvement(claims, str(tmp_path / "docs" / "improvement.png"))
+    report.plot_efficiency(results, references, str(tmp_path / "docs" / "efficiency.png"), reps=50)
+    assert all((tmp_path / "docs" / f"{n}.png").stat().st_size > 5000 for n in ("curves", "aggregate", "improvement"))
 
 
 def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
@@ -213,3 +185,42 @@ def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
             reference_returns.episode_returns(task, c, episodes=30).mean() for c in ("random", "full information")
         )
         assert full > random + 15, (task, random, full)  # the anchors of the normalised score are far apart
+
+
+def test_mutual_information_of_goals_and_messages():
+    import messages
+
+    bijection = [(g, (g,)) for g in range(3)] * 50  # every goal its own message
+    assert messages.mutual_information(bijection) == pytest.approx(np.log2(3))
+    split = [(g, (int(g == 0),)) for g in range(3)] * 50  # one bit: goal 0 or not
+    h = -(1 / 3 * np.log2(1 / 3) + 2 / 3 * np.log2(2 / 3))
+    assert messages.mutual_information(split) == pytest.approx(h)
+    constant = [(g, (1,)) for g in range(3)] * 50
+    assert messages.mutual_information(constant) == pytest.approx(0.0)
+
+
+def test_the_message_analysis_reads_saved_policies(in_tmp):
+    import messages
+
+    import maddpg
+
+    for channel in ("differentiable", "reinforced"):
+        args = dict(env_id="simple_speaker_listener", message_bits=1, channel=channel, save_model=True)
+        maddpg.main(
+            maddpg.Args(
+                **args,
+                total_timesteps=400,
+                learning_starts=200,
+                batch_size=32,
+                eval_episodes=2,
+                exp_name=f"maddpg_k1_{channel}",
+                num_envs=4,
+            )
+        )
+    report_ = messages.analyse("runs", episodes=30)
+    entries = report_["simple_speaker_listener"]
+    assert set(entries) == {"MADDPG-1 (diff.)", "MADDPG-1 (reinf.)"}
+    for entry in entries.values():
+        (seed_entry,) = entry["seeds"].values()
+        assert 0.0 <= seed_entry["mutual_information"] <= 1.0 + 1e-9  # one bit carries at most one bit
+        assert sum(sum(c.values()) for c in seed_entry["messages"].values()) == 30 * 25  # every step of every episode

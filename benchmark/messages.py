@@ -1,0 +1,197 @@
+"""What the bits say, on the communication tasks: the message each goal gets and I(goal; message).
+
+For every saved local policy of the grid (CTEDD-k distilled, MADDPG-k), runs evaluation episodes
+(on mpe2's seeds 10000, ...) and records, at every step, each sender's k bits next to the goal it
+knows: the speaker's goal in simple_speaker_listener; in simple_reference, agent i's bits next to
+the goal agent i sees (the landmark the *other* agent must reach). The plug-in mutual information
+I(goal; message) in bits is at most log2 3 = 1.58 (3 goals) and at most k. Writes
+benchmark/results/messages.json and, with --paths, a figure of the listener's path for each goal.
+
+    python benchmark/messages.py --runs-dir runs --paths docs/benchmark_listener_paths.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from common.engine import BatchedMPE, make_envs  # noqa: E402
+from common.envs import EPISODE_LENGTH  # noqa: E402
+from common.utils import load_checkpoint  # noqa: E402
+from maddpg import LocalPolicies  # noqa: E402  the student of ctedd_distill.py is the same class
+
+TASKS = ("simple_speaker_listener", "simple_reference")
+SENDERS = {  # run name -> (method label, k)
+    "ctedd_distill__k1": ("CTEDD-1", 1),
+    "ctedd_distill__k3": ("CTEDD-3", 3),
+    "maddpg_k1_differentiable": ("MADDPG-1 (diff.)", 1),
+    "maddpg_k3_differentiable": ("MADDPG-3 (diff.)", 3),
+    "maddpg_k1_reinforced": ("MADDPG-1 (reinf.)", 1),
+    "maddpg_k3_reinforced": ("MADDPG-3 (reinf.)", 3),
+}
+SEED = 10_000
+
+
+def load_policy(path: str, envs: BatchedMPE) -> LocalPolicies:
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["args"]
+    policy = LocalPolicies(
+        envs.num_agents, envs.obs_width, saved["hidden_dim"], saved["message_bits"], saved["message_type"]
+    )
+    policy.load_state_dict(checkpoint["policy"])
+    return policy.eval()
+
+
+def rollout(policy: LocalPolicies, envs: BatchedMPE, seeds: list[int], goals: np.ndarray | None = None):
+    """One episode in each environment, environment i started as mpe2's reset(seed=seeds[i]): the bits
+    sent (T, N, B, k), the goals (G, B) and the agents' positions (T, A, 2, B)."""
+    envs.reset(seed=seeds)
+    if goals is not None:  # choose the goals of the episode (the starting positions stay mpe2's)
+        envs.goals[:] = goals
+    obs, state = envs.observe(envs.view())
+    bits, positions = [], []
+    with torch.no_grad():
+        for _ in range(EPISODE_LENGTH):
+            obs_t = torch.from_numpy(obs).transpose(0, 1)
+            bits.append(policy.messages(obs_t).numpy() if policy.message_bits else np.zeros((*obs_t.shape[:2], 0)))
+            positions.append(envs.pos.copy())
+            forces = policy(obs_t).transpose(0, 1).numpy()
+            obs, state, *_ = envs.step(forces)
+    return np.stack(bits), envs.goals.copy(), np.stack(positions)
+
+
+def mutual_information(pairs: list[tuple[int, tuple]]) -> float:
+    """Plug-in I(goal; message) in bits from (goal, message) samples."""
+    joint = Counter(pairs)
+    goals, messages = Counter(g for g, _ in pairs), Counter(m for _, m in pairs)
+    n = len(pairs)
+    return float(sum(c / n * np.log2(c * n / (goals[g] * messages[m])) for (g, m), c in joint.items()))
+
+
+def goal_message_pairs(task: str, bits: np.ndarray, goals: np.ndarray) -> list[tuple[int, tuple]]:
+    """(goal known by the sender, its message) at every step of every episode."""
+    senders = [0] if task == "simple_speaker_listener" else [0, 1]
+    signs = bits > 0
+    return [
+        (int(goals[i, b]), tuple(int(x) for x in signs[t, i, b]))
+        for t in range(bits.shape[0])
+        for i in senders
+        for b in range(bits.shape[2])
+    ]
+
+
+def find_models(runs_dir: str, task: str, name: str) -> dict[int, str]:
+    """seed -> the newest model file of that run."""
+    exp = name.split("__")[0]
+    found = {}
+    for path in sorted(
+        glob.glob(os.path.join(runs_dir, f"{task}__{name}__*__*", f"{exp}.cleanrl_model")), key=os.path.getmtime
+    ):
+        found[int(Path(path).parent.name.split("__")[-2])] = path
+    return found
+
+
+def analyse(runs_dir: str, episodes: int) -> dict:
+    report = defaultdict(dict)
+    for task in TASKS:
+        envs = make_envs({"env_id": task}, episodes)
+        for name, (label, k) in SENDERS.items():
+            per_seed = {}
+            for seed, path in find_models(runs_dir, task, name).items():
+                bits, goals, _ = rollout(load_policy(path, envs), envs, [SEED + i for i in range(episodes)])
+                pairs = goal_message_pairs(task, bits, goals)
+                table = defaultdict(Counter)
+                for goal, message in pairs:
+                    table[goal]["".join("1" if b else "0" for b in message)] += 1
+                per_seed[seed] = {
+                    "mutual_information": mutual_information(pairs),
+                    "messages": {str(g): dict(c.most_common()) for g, c in sorted(table.items())},
+                }
+            if per_seed:
+                report[task][label] = {"k": k, "seeds": per_seed}
+    return report
+
+
+def print_table(report: dict) -> None:
+    print("| task | method | k | I(goal; message), bits, per seed | mean | most frequent message per goal (seed 1) |")
+    print("|---|---|---|---|---|---|")
+    for task, methods in report.items():
+        for label, entry in methods.items():
+            values = [s["mutual_information"] for s in entry["seeds"].values()]
+            first = entry["seeds"][min(entry["seeds"])]["messages"]
+            usual = ", ".join(f"goal {g}: {max(c, key=c.get)}" for g, c in first.items())
+            cells = ", ".join(f"{v:.2f}" for v in values)
+            print(f"| {task} | {label} | {entry['k']} | {cells} | {np.mean(values):.2f} | {usual} |")
+
+
+def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str) -> None:
+    """One speaker-listener start, its three possible goals: where each policy's listener goes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [
+        "ctedd_distill__k0",
+        "ctedd_distill__k1",
+        "ctedd_distill__k3",
+        "maddpg_k0",
+        "maddpg_k1_differentiable",
+        "maddpg_k3_differentiable",
+    ]
+    labels = ["CTEDD-0", "CTEDD-1", "CTEDD-3", "MADDPG-0", "MADDPG-1 (diff.)", "MADDPG-3 (diff.)"]
+    envs = make_envs({"env_id": "simple_speaker_listener"}, 3)
+    colours = ["#d62728", "#2ca02c", "#1f77b4"]  # the landmarks' own colours: red, green, blue
+    fig, axes = plt.subplots(2, 3, figsize=(12, 8.4))
+    for ax, name, label in zip(axes.ravel(), names, labels):
+        models = find_models(runs_dir, "simple_speaker_listener", name)
+        if seed not in models:
+            ax.set_axis_off()
+            continue
+        # three copies of one start (mpe2's reset(seed=episode_seed)), each with another goal
+        _, _, positions = rollout(load_policy(models[seed], envs), envs, [episode_seed] * 3, np.arange(3)[None])
+        landmarks = envs.landmarks[..., 0]
+        for g in range(3):
+            track = positions[:, 1, :, g]  # the listener, in the episode whose goal is landmark g
+            ax.plot(track[:, 0], track[:, 1], "-", color=colours[g], lw=1.5, label=f"goal: landmark {g}")
+            ax.plot(*track[-1], "o", color=colours[g], ms=4)
+            ax.plot(*landmarks[g], "s", color=colours[g], ms=11, mec="black")
+        ax.plot(*positions[0, 1, :, 0], "k^", ms=8, label="listener's start")
+        ax.set_title(label)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    fig.suptitle(
+        f"simple_speaker_listener, seed {seed}'s policies: the listener's path for each of the 3 goals (squares)"
+    )
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--write", default=str(ROOT / "benchmark" / "results" / "messages.json"))
+    parser.add_argument("--paths", default=None, help="write the listener-path figure to this PNG")
+    parser.add_argument("--paths-seed", type=int, default=1, help="the training seed whose policies the figure shows")
+    cli = parser.parse_args()
+    result = analyse(cli.runs_dir, cli.episodes)
+    if not result:
+        raise SystemExit(f"error: no saved local policy of {', '.join(TASKS)} under {cli.runs_dir}")
+    Path(cli.write).write_text(json.dumps(result, indent=1) + "\n")
+    print_table(result)
+    if cli.paths:
+        plot_listener_paths(cli.runs_dir, cli.paths_seed, SEED, cli.paths)
