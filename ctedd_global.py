@@ -96,9 +96,16 @@ class Args:
     eval_episodes: int = 100
     """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
     alpha: float = 1.0
-    """the entropy regularization factor of eq. (1) (1.0: best of 0.01/0.1/1.0 on simple_spread; it holds sigma at 1)"""
+    """the entropy regularization factor of eq. (1) (1.0: best of 0.01/0.1/1.0, see README), or its start value"""
+    target_entropy: float | None = None
+    """if set, alpha is tuned per agent toward this entropy per action dimension, in nats (sigma 0.3: 0.21), as SAC"""
     pg_baseline: bool = True
     """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (see README)"""
+    fixed_sigma: float | None = None
+    """the ablation of the learned exploration: explore with this fixed sigma (omega_i and eq. (1) are off)"""
+    omega_estimator: Literal["score", "reparameterised"] = "score"
+    """how the Q term reaches omega_i. score: eq. (1), the likelihood-ratio gradient on the recent batch B;
+    reparameterised (ours): the gradient of Q_i(s, clip(mu + sigma * eps)) through sigma, on the replay batch"""
 
 
 # paper is silent; we squash log sigma_i into [-5, 0]: sigma <= 1 spans the whole action range [-1, 1]
@@ -109,6 +116,10 @@ def check_args(args: Args) -> None:
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
     positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
     non_negative = ("learning_starts", "checkpoint_frequency", "alpha")
+    if args.fixed_sigma is not None and args.fixed_sigma <= 0:
+        raise UsageError(f"--fixed-sigma must be positive, got {args.fixed_sigma}")
+    if args.target_entropy is not None and args.alpha <= 0:
+        raise UsageError("--target-entropy tunes alpha from its start value: --alpha must be positive")
     check_counts(args, (*positive, "eval_episodes"), non_negative)
 
 
@@ -228,6 +239,48 @@ def omega_loss(log_std, sampled_actions, means, q, alpha):
     return -(policy_gradient + alpha * entropy).sum(), policy_gradient, entropy
 
 
+def reparameterised_omega_loss(critics, state, means, log_std, alpha):
+    """Ours, not the paper's: -( mean_B Q_i(s, clip(mu + sigma * eps)) + alpha_i mean_B H(pi_i) ), on the replay
+    batch; the Q term reaches sigma_i through the sample (the other agents' samples held fixed). means: (N, B, 2),
+    no gradient. Returns the loss summed over agents, and the Q and entropy terms per agent."""
+    samples = (means + log_std.exp() * torch.randn_like(means)).clamp(-1.0, 1.0)
+    q_term = critics.own_action(state, samples.detach(), samples).mean(1)
+    entropy = gaussian_entropy(log_std).mean(1)
+    return -(q_term + alpha * entropy).sum(), q_term, entropy
+
+
+class Temperature(nn.Module):
+    """alpha_i of eq. (1), one per agent: fixed, or with a target entropy tuned as SAC's temperature: the loss
+    log alpha_i * (H(pi_i) - target) lowers alpha_i while pi_i's entropy is above the target, and raises it below."""
+
+    def __init__(self, num_agents: int, alpha: float, target_entropy: float | None):
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.full((num_agents,), math.log(alpha) if alpha > 0 else -math.inf))
+        self.target = None if target_entropy is None else target_entropy * ACTION_DIM  # per agent: both dimensions
+
+    def forward(self) -> torch.Tensor:
+        return self.log_alpha.exp().detach()
+
+    def loss(self, entropy: torch.Tensor) -> torch.Tensor:
+        return (self.log_alpha * (entropy.detach() - self.target)).sum()
+
+
+def omega_diagnostics(log_std, sampled_actions, means, q) -> dict:
+    """What moves omega_i, per agent and action dimension, at log sigma (before the squash): the batch mean of
+    the score term's gradient q * ((a - mu)^2 / sigma^2 - 1) and its signal-to-noise ratio (mean over standard
+    error); sigma's mean, the spread (std) of log sigma across the batch's states, the share of clipped samples."""
+    with torch.no_grad():
+        per_sample = q[..., None] * (((sampled_actions - means) / log_std.exp()) ** 2 - 1)  # (N, B, 2)
+        mean, error = per_sample.mean(1), per_sample.std(1) / math.sqrt(per_sample.shape[1])
+        return {
+            "pg_gradient": mean.tolist(),
+            "pg_snr": (mean.abs() / error.clamp(min=1e-12)).tolist(),
+            "sigma": log_std.exp().mean(1).tolist(),
+            "log_sigma_spread": log_std.std(1).tolist(),
+            "clipped": (sampled_actions.abs() > 1).float().mean(1).tolist(),
+        }
+
+
 class RecentBatch:
     """eq. (1)'s batch B: the transitions collected since the last learning iteration, as the policy
     sampled them: states (B, S), Gaussian samples as drawn and the means they were drawn around
@@ -294,6 +347,8 @@ def main(args: Args) -> dict:
     q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
     actor_optimizer = optim.Adam(policy.ddpg_parameters(), lr=args.learning_rate)
     omega_optimizer = optim.Adam(policy.omega.parameters(), lr=args.learning_rate)
+    temperature = Temperature(num_agents, args.alpha, args.target_entropy).to(device)
+    alpha_optimizer = optim.Adam(temperature.parameters(), lr=args.learning_rate)
 
     # the buffer also records the teacher's mean action mu(s) at collection time, for stage 2
     capacity = min(args.buffer_size, args.total_timesteps)
@@ -302,11 +357,13 @@ def main(args: Args) -> dict:
     )
     modules = dict(policy=policy, target_policy=target_policy, critics=critics, target_critics=target_critics)
     modules.update(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer, omega_optimizer=omega_optimizer)
+    modules.update(temperature=temperature, alpha_optimizer=alpha_optimizer)
     start_step, evaluations = 0, []  # evaluations: (env step, mean returns), the learning curve
     if checkpoint is not None:
         start_step, evaluations, rb = runs.restore(checkpoint, modules, run_dir, rb, envs.task)
     act = deterministic_actor(policy, device)
     recent = RecentBatch()
+    diagnostics = []  # what moves omega_i, every 100 learning iterations (README, "What omega_i learns")
     seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
     recent_returns = []
     start_time = time.time()
@@ -321,7 +378,8 @@ def main(args: Args) -> dict:
             preactivation, log_std = policy(state_t)
             means = torch.tanh(preactivation)
             # a_i ~ pi_i(. | s) for all agents from one shared trunk: joint, coordinated exploration
-            samples = means + log_std.exp() * torch.randn_like(means)
+            sigma = log_std.exp() if args.fixed_sigma is None else args.fixed_sigma
+            samples = means + sigma * torch.randn_like(means)
             recent.add(state_t, samples, means)
             forces = samples.clamp(-1.0, 1.0).transpose(0, 1).cpu().numpy()
         seconds["act"] += time.perf_counter() - tick
@@ -360,16 +418,32 @@ def main(args: Args) -> dict:
             # since the last learning iteration (on-policy data, not the replay buffer), before the trunk
             # moves: sigma_i(s) is that of the policy that drew the samples. With the default alpha 1.0
             # the entropy term outweighs the Q term and sigma stays at its upper bound 1 (README).
-            with torch.no_grad():
-                q_b = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # Q_i at the executed actions
-                if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
-                    q_b = q_b - critics(recent_states, recent_means)
-            _, log_std_b = policy(recent_states)
-            omega_loss_value, omega_pg, entropy = omega_loss(log_std_b, recent_samples, recent_means, q_b, args.alpha)
-            omega_optimizer.zero_grad()
-            omega_loss_value.backward()
-            nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)
-            omega_optimizer.step()
+            if args.fixed_sigma is None:  # (--fixed-sigma, the ablation, has no omega_i to train)
+                alpha = temperature()
+                if args.omega_estimator == "score":
+                    with torch.no_grad():
+                        q_b = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # Q_i at the executed actions
+                        if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
+                            q_b = q_b - critics(recent_states, recent_means)
+                    _, log_std_b = policy(recent_states)
+                    omega_loss_value, omega_pg, entropy = omega_loss(
+                        log_std_b, recent_samples, recent_means, q_b, alpha
+                    )
+                else:  # ours: Q_i's gradient through sigma_i's sample, on the replay batch
+                    preactivation, log_std_b = policy(data.states)
+                    critics.requires_grad_(False)
+                    omega_loss_value, omega_pg, entropy = reparameterised_omega_loss(
+                        critics, data.states, torch.tanh(preactivation).detach(), log_std_b, alpha
+                    )
+                    critics.requires_grad_(True)
+                omega_optimizer.zero_grad()
+                omega_loss_value.backward()
+                nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)
+                omega_optimizer.step()
+                if args.target_entropy is not None:  # alpha_i toward the target entropy
+                    alpha_optimizer.zero_grad()
+                    temperature.loss(entropy).backward()
+                    alpha_optimizer.step()
 
             # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own mean
             # mu_i only; paper is silent on the others' actions: their current means, held fixed
@@ -394,10 +468,19 @@ def main(args: Args) -> dict:
             writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
             writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
             writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
-            writer.add_scalar("losses/omega_pg", omega_pg.mean().item(), global_step)
-            writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
-            for i, agent in enumerate(envs.agents):
-                writer.add_scalar(f"charts/exploration_std/{agent}", log_std_b[i].exp().mean().item(), global_step)
+            if args.fixed_sigma is None:
+                writer.add_scalar("losses/omega_pg", omega_pg.mean().item(), global_step)
+                writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
+                for i, agent in enumerate(envs.agents):
+                    writer.add_scalar(f"charts/exploration_std/{agent}", log_std_b[i].exp().mean().item(), global_step)
+                writer.add_scalar("omega/alpha", alpha.mean().item(), global_step)
+                writer.add_scalar("omega/log_sigma_spread", log_std_b.std(1).mean().item(), global_step)
+                found = {"step": global_step, "alpha": alpha.tolist(), "sigma": log_std_b.exp().mean(1).tolist()}
+                found["log_sigma_spread"] = log_std_b.std(1).tolist()
+                if args.omega_estimator == "score":
+                    found.update(omega_diagnostics(log_std_b, recent_samples, recent_means, q_b))
+                    writer.add_scalar("omega/pg_snr", float(np.mean(found["pg_snr"])), global_step)
+                diagnostics.append(found)
             writer.add_scalar("charts/SPS", sps, global_step)
             for name, value in seconds.items():
                 writer.add_scalar(f"perf/{name}_seconds", value, global_step)
@@ -418,7 +501,7 @@ def main(args: Args) -> dict:
 
     print(f"final eval: {describe_episode(result)}")
     print(timing_line(done_steps - start_step, start_time, seconds))
-    runs.save_result(run_dir, vars(args), evaluations, seconds, start_time)
+    runs.save_result(run_dir, vars(args), evaluations, seconds, start_time, omega=diagnostics)
     if args.save_model:
         runs.save_run(
             run_dir, args, modules, rb, done_steps, evaluations

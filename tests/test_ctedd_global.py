@@ -115,7 +115,14 @@ def test_log_std_is_bounded_so_sigma_never_exceeds_one():
 
 @pytest.mark.parametrize(
     "env_id, extra",
-    [("simple_push", []), ("simple_tag", ["--opponents", "scripted"]), ("simple_spread", ["--no-pg-baseline"])],
+    [
+        ("simple_push", []),
+        ("simple_tag", ["--opponents", "scripted"]),
+        ("simple_spread", ["--no-pg-baseline"]),
+        ("simple_spread", ["--target-entropy", "0.2", "--alpha", "0.1"]),
+        ("simple_reference", ["--omega-estimator", "reparameterised", "--target-entropy", "0.2", "--alpha", "0.1"]),
+        ("simple_speaker_listener", ["--fixed-sigma", "0.3"]),
+    ],
 )
 def test_smoke_run(env_id, extra, tmp_path):
     result = run_script("ctedd_global.py", "--env-id", env_id, *extra, *TINY, cwd=tmp_path)
@@ -238,8 +245,75 @@ def test_save_then_evaluate(tmp_path):
         (["--total-timesteps", "-5"], "--total-timesteps must be positive"),
         (["--resume", "runs/nothing"], "checkpoint runs/nothing/checkpoint.pt does not exist"),
         (["--eval-checkpoint", "missing.cleanrl_model"], "checkpoint missing.cleanrl_model does not exist"),
+        (["--fixed-sigma", "0"], "--fixed-sigma must be positive"),
+        (["--target-entropy", "0.2", "--alpha", "0"], "--alpha must be positive"),
     ],
 )
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
     result = run_script("ctedd_global.py", *args, cwd=tmp_path)
     assert_one_line_error(result, reason)
+
+
+class QuadraticCritic:
+    """Q_i(s, a) = -c * ||a_i - target||^2: E over a ~ N(target, sigma^2) of Q_i is -2 c sigma^2 (2 dimensions)."""
+
+    def __init__(self, c, target):
+        self.c, self.target = c, target
+
+    def own_action(self, state, actions, own_actions):
+        return -self.c * ((own_actions - self.target) ** 2).sum(-1)
+
+
+def optimise_log_std(loss_of, steps=400, lr=0.05):
+    log_std = torch.full((1, 1, 2), math.log(0.5), requires_grad=True)
+    optimizer = torch.optim.Adam([log_std], lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_of(log_std).backward()
+        optimizer.step()
+    return log_std.detach().exp()
+
+
+@pytest.mark.parametrize("estimator", ["score", "reparameterised"])
+def test_on_a_quadratic_q_both_estimators_settle_where_theory_puts_sigma(estimator):
+    """d/dlog sigma of E[Q] + alpha H is -2 c sigma^2 + alpha per dimension: zero at sigma^2 = alpha / (2 c)."""
+    torch.manual_seed(0)
+    c, alpha, batch = 1.0, 0.02, 4096
+    means = torch.zeros(1, batch, 2)
+    critic = QuadraticCritic(c, means)
+
+    def loss_of(log_std):
+        stds = log_std.expand(1, batch, 2)
+        if estimator == "reparameterised":
+            return ctedd_global.reparameterised_omega_loss(critic, None, means, stds, alpha)[0]
+        samples = (means + stds.detach().exp() * torch.randn_like(means)).detach()  # drawn by the current policy
+        q = critic.own_action(None, samples, samples)  # Q_i(s, mu) = 0: the baseline changes nothing here
+        return ctedd_global.omega_loss(stds, samples, means, q, alpha)[0]
+
+    sigma = optimise_log_std(loss_of)
+    torch.testing.assert_close(sigma, torch.full_like(sigma, math.sqrt(alpha / (2 * c))), rtol=0.15, atol=0)
+
+
+def test_the_temperature_moves_alpha_toward_the_target_entropy():
+    temperature = ctedd_global.Temperature(2, alpha=0.1, target_entropy=0.2)
+    optimizer = torch.optim.Adam(temperature.parameters(), lr=0.05)
+    entropy = torch.tensor([1.5, -1.0])  # agent 0 above the target (2 x 0.2 nats), agent 1 below
+    for _ in range(20):
+        optimizer.zero_grad()
+        temperature.loss(entropy).backward()
+        optimizer.step()
+    alpha = temperature()
+    assert alpha[0] < 0.1 < alpha[1] and not alpha.requires_grad
+    fixed = ctedd_global.Temperature(2, alpha=1.0, target_entropy=None)
+    assert torch.equal(fixed(), torch.ones(2))
+
+
+def test_the_diagnostics_give_the_score_terms_gradient_at_log_sigma():
+    torch.manual_seed(0)
+    log_std = torch.randn(3, 64, 2, requires_grad=True)
+    means, samples, q = torch.randn(3, 64, 2), torch.randn(3, 64, 2), torch.randn(3, 64)
+    ctedd_global.omega_loss(log_std, samples, means, q, alpha=0.0)[1].sum().backward()  # the mean score term
+    found = ctedd_global.omega_diagnostics(log_std, samples, means, q)
+    per_dimension = log_std.grad.sum(1)  # summed over the batch: the gradient of the batch mean, per dimension
+    torch.testing.assert_close(torch.tensor(found["pg_gradient"]), per_dimension)
+    assert torch.tensor(found["pg_snr"]).min() >= 0 and len(found["log_sigma_spread"]) == 3
