@@ -23,7 +23,7 @@ import numpy as np
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHANNEL_TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
 CONTROL_TASKS = ("simple_tag-scripted", "simple_push-scripted", "simple_spread")
-GROUPS = {"channel tasks (partial observation, 5 seeds)": CHANNEL_TASKS, "controls (full observation)": CONTROL_TASKS}
+GROUPS = {"channel tasks": CHANNEL_TASKS, "controls": CONTROL_TASKS}
 # run name -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable) and oranges (reinforced)
 METHODS = {
     "ctedd_global": ("CTEDD-G", "#08306b", "-"),
@@ -172,6 +172,23 @@ def claims_table(results, references, reps: int) -> tuple[str, dict]:
                 f"| {verdict(interval)} |"
             )
     return "\n".join(lines), found
+
+
+def distillation_table(results) -> str:
+    """eq. (2)'s loss over the last tenth of the pass, per task and k: what the student cannot imitate,
+    either for want of capacity or because it cannot know what the teacher knows."""
+    lines = ["| task | CTEDD-0 | CTEDD-1 | CTEDD-3 |", "|---|---|---|---|"]
+    for task in [*CHANNEL_TASKS, *CONTROL_TASKS]:
+        cells = []
+        for k in (0, 1, 3):
+            runs = results.get(task, {}).get(f"ctedd_distill_k{k}", {})
+            tails = [
+                np.mean([loss for _, loss in r["losses"][-max(1, len(r["losses"]) // 10) :]]) for r in runs.values()
+            ]
+            cells.append(f"{np.mean(tails):.3f} ± {np.std(tails):.3f}" if tails else "")
+        if any(cells):
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot_curves(results, references, path: str) -> None:
@@ -344,6 +361,10 @@ if __name__ == "__main__":
     print("\n## Across tasks\n\n" + text)
     text, improvements = claims_table(found_results, refs, cli.reps)
     print("\n## The claims\n\n" + text)
+    print(
+        "\n## eq. (2)'s loss at the end of the distillation (mean ± std over seeds)\n\n"
+        + distillation_table(found_results)
+    )
     if cli.figures:
         plot_curves(found_results, refs, f"{cli.figures}/benchmark_curves.png")
         plot_aggregate(aggregates, f"{cli.figures}/benchmark_aggregate.png")

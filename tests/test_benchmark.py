@@ -125,7 +125,8 @@ def write_result(results, task, name, seed, curve):
     path = results / task / f"{name}__{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     final = {"sum": curve[-1][1], "team_returns": {"good": curve[-1][1]}, "returns": {}, "sums": [curve[-1][1]] * 3}
-    path.write_text(json.dumps({"curve": curve, "final": {"step": curve[-1][0], **final}}))
+    losses = [[step, 0.5 if step < 10 else 0.1] for step in range(20)]  # eq. (2): 0.1 over the last tenth
+    path.write_text(json.dumps({"curve": curve, "final": {"step": curve[-1][0], **final}, "losses": losses}))
 
 
 def synthetic_results(tmp_path, rng):
@@ -152,16 +153,17 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     scores = report.score_matrix(results, references, report.CHANNEL_TASKS, "ctedd_global", seeds)
     assert scores.shape == (5, 3) and 0.7 < scores.mean() < 0.9
     text, found = report.aggregate_table(results, references, reps=200)
-    methods, point, interval = found["channel tasks (partial observation, 5 seeds)"]
+    methods, point, interval = found["channel tasks"]
     assert interval["ctedd_global"].ravel()[0] > interval["maddpg_k0"].ravel()[1]  # intervals apart
     assert "| CTEDD-G | 5 x 3 |" in text
     text, claims = report.claims_table(results, references, reps=200)
-    p, ci = claims["channel tasks (partial observation, 5 seeds)", "ctedd_distill_k0", "maddpg_k0"]
+    p, ci = claims["channel tasks", "ctedd_distill_k0", "maddpg_k0"]
     assert 0.0 <= ci[0] <= p <= ci[1] <= 1.0 and report.verdict(ci) == "cannot tell"  # the same level
     assert report.verdict((0.6, 0.9)) == "holds" and report.verdict((0.1, 0.4)) == "does not hold"
     assert "CTEDD-0 > MADDPG-0" in text
     steps, curves = report.curves(results, references, report.CHANNEL_TASKS, "maddpg_k0", seeds)
     assert steps.tolist() == [500_000, 1_000_000] and curves.shape == (5, 3, 2)
+    assert "| simple_reference | 0.100 ± 0.000 |  |  |" in report.distillation_table(results)
     table = report.final_table(results, references, reps=200)
     assert table.count("simple_reference") == 3  # one row per method that ran there
     report.plot_curves(results, references, str(tmp_path / "docs" / "curves.png"))
