@@ -226,3 +226,21 @@ def test_the_message_analysis_reads_saved_policies(in_tmp):
         (seed_entry,) = entry["seeds"].values()
         assert 0.0 <= seed_entry["mutual_information"] <= 1.0 + 1e-9  # one bit carries at most one bit
         assert sum(sum(c.values()) for c in seed_entry["messages"].values()) == 30 * 25  # every step of every episode
+
+
+def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
+    import sigma
+
+    import ctedd_global
+
+    args = dict(env_id="simple_speaker_listener", total_timesteps=2000, learning_starts=200, train_frequency=10)
+    ctedd_global.main(ctedd_global.Args(**args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4))
+    runs = sigma.load_runs("runs")
+    ((task, name),) = runs
+    entry = runs[task, name]["omega"][0]
+    assert len(entry["sigma"]) == 2 and len(entry["pg_snr"]) == 2  # per agent, per dimension
+    s = sigma.summary(runs[task, name]["omega"], at=0)
+    assert 0 < s["sigma"] <= 1 and s["curvature"] >= 0
+    assert "| simple_speaker_listener | ctedd_global |" in sigma.diagnosis_table(runs)
+    sigmas, distances = sigma.episode(runs[task, name]["run_dir"], task)
+    assert sigmas.shape == (25, 2) and distances.shape == (25, 2) and (distances[:, 0] == distances[:, 1]).all()
