@@ -36,16 +36,21 @@ METHODS = {
     "maddpg_k1_reinforced": ("MADDPG-1 (reinf.)", "#fd8d3c", "--"),
     "maddpg_k0": ("MADDPG-0", "#737373", "-"),
 }
-# the paper's claims as (X, Y): does X beat Y?
+# the paper's claims as (X, Y, measure): does X beat Y? "final": the score at the end of the budget;
+# "curve": the score averaged over the learning curve's evaluations (the area under it), the paper's
+# sample efficiency. Distilled policies learn from the final teacher, so they have no curve of their own.
 CLAIMS = [
-    ("ctedd_global", "ctedd_distill_k3"),
-    ("ctedd_distill_k3", "ctedd_distill_k1"),
-    ("ctedd_distill_k1", "ctedd_distill_k0"),
-    ("ctedd_distill_k0", "maddpg_k0"),
-    ("ctedd_distill_k1", "maddpg_k1_differentiable"),
-    ("ctedd_distill_k1", "maddpg_k1_reinforced"),
-    ("ctedd_distill_k3", "maddpg_k3_differentiable"),
-    ("ctedd_distill_k3", "maddpg_k3_reinforced"),
+    ("ctedd_global", "ctedd_distill_k3", "final"),
+    ("ctedd_distill_k3", "ctedd_distill_k1", "final"),
+    ("ctedd_distill_k1", "ctedd_distill_k0", "final"),
+    ("ctedd_distill_k0", "maddpg_k0", "final"),
+    ("ctedd_distill_k1", "maddpg_k1_differentiable", "final"),
+    ("ctedd_distill_k1", "maddpg_k1_reinforced", "final"),
+    ("ctedd_distill_k3", "maddpg_k3_differentiable", "final"),
+    ("ctedd_distill_k3", "maddpg_k3_reinforced", "final"),
+    ("ctedd_global", "maddpg_k0", "curve"),
+    ("ctedd_global", "maddpg_k3_differentiable", "curve"),
+    ("ctedd_global", "maddpg_k3_reinforced", "curve"),
 ]
 
 
@@ -156,20 +161,29 @@ def aggregate_table(results, references, reps: int) -> tuple[str, dict]:
     return "\n".join(lines), found
 
 
+def claim_label(x: str, y: str, measure: str) -> str:
+    return f"{METHODS[x][0]} > {METHODS[y][0]}" + (" (curve)" if measure == "curve" else "")
+
+
 def claims_table(results, references, reps: int) -> tuple[str, dict]:
-    lines = ["| claim | group | runs x tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
+    """P(X > Y) for every claim, across each group's tasks and on each task alone."""
+    lines = ["| claim | tasks | runs x tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
     found = {}
-    for group, tasks in GROUPS.items():
-        for x, y in CLAIMS:
+    scopes = {**GROUPS, **{task: (task,) for task in [*CHANNEL_TASKS, *CONTROL_TASKS]}}
+    for scope, tasks in scopes.items():
+        for x, y, measure in CLAIMS:
             seeds = common_seeds(results, tasks, [x, y])
             if not seeds:
                 continue
-            p, interval = improvement(*(score_matrix(results, references, tasks, m, seeds) for m in (x, y)), reps)
-            found[group, x, y] = (p, interval)
-            claim = f"{METHODS[x][0]} > {METHODS[y][0]}"
+            if measure == "final":
+                x_scores, y_scores = (score_matrix(results, references, tasks, m, seeds) for m in (x, y))
+            else:
+                x_scores, y_scores = (curves(results, references, tasks, m, seeds)[1].mean(-1) for m in (x, y))
+            p, interval = improvement(x_scores, y_scores, reps)
+            found[scope, x, y, measure] = (p, interval)
             lines.append(
-                f"| {claim} | {group} | {len(seeds)} x {len(tasks)} | {p:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] "
-                f"| {verdict(interval)} |"
+                f"| {claim_label(x, y, measure)} | {scope} | {len(seeds)} x {len(tasks)} "
+                f"| {p:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] | {verdict(interval)} |"
             )
     return "\n".join(lines), found
 
@@ -282,19 +296,19 @@ def plot_improvement(found: dict, path: str) -> None:
     claims = [c for c in CLAIMS if any((g, *c) in found for g in groups)]
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(claims) + 1.5))
     for shift, group, colour in zip((-0.15, 0.15), groups, ("#08519c", "#969696")):
-        for row, (x, y) in enumerate(claims):
-            if (group, x, y) in found:
-                p, (low, high) = found[group, x, y]
-                ax.errorbar(
-                    p,
-                    row + shift,
-                    xerr=[[p - low], [high - p]],
-                    fmt="o",
-                    color=colour,
-                    capsize=3,
-                    label=group if row == 0 else None,
-                )
-    ax.set_yticks(range(len(claims)), [f"{METHODS[x][0]} > {METHODS[y][0]}" for x, y in claims])
+        rows = [(row, claim) for row, claim in enumerate(claims) if (group, *claim) in found]
+        for row, claim in rows:
+            p, (low, high) = found[(group, *claim)]
+            ax.errorbar(
+                p,
+                row + shift,
+                xerr=[[p - low], [high - p]],
+                fmt="o",
+                color=colour,
+                capsize=3,
+                label=group if row == rows[0][0] else None,
+            )
+    ax.set_yticks(range(len(claims)), [claim_label(*claim) for claim in claims])
     ax.set_ylim(len(claims) - 0.5, -0.5)
     ax.axvline(0.5, color="black", lw=1)
     ax.set_xlim(0, 1)

@@ -157,10 +157,12 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     assert interval["ctedd_global"].ravel()[0] > interval["maddpg_k0"].ravel()[1]  # intervals apart
     assert "| CTEDD-G | 5 x 3 |" in text
     text, claims = report.claims_table(results, references, reps=200)
-    p, ci = claims["channel tasks", "ctedd_distill_k0", "maddpg_k0"]
+    p, ci = claims["channel tasks", "ctedd_distill_k0", "maddpg_k0", "final"]
     assert 0.0 <= ci[0] <= p <= ci[1] <= 1.0 and report.verdict(ci) == "cannot tell"  # the same level
     assert report.verdict((0.6, 0.9)) == "holds" and report.verdict((0.1, 0.4)) == "does not hold"
     assert "CTEDD-0 > MADDPG-0" in text
+    p, ci = claims["simple_reference", "ctedd_global", "maddpg_k0", "curve"]  # one task alone, whole curve
+    assert p == 1.0 and report.verdict(ci) == "holds"
     steps, curves = report.curves(results, references, report.CHANNEL_TASKS, "maddpg_k0", seeds)
     assert steps.tolist() == [500_000, 1_000_000] and curves.shape == (5, 3, 2)
     assert "| simple_reference | 0.100 ± 0.000 |  |  |" in report.distillation_table(results)
