@@ -163,7 +163,8 @@ def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str) 
         landmarks = envs.landmarks[..., 0]
         for g in range(3):
             track = positions[:, 1, :, g]  # the listener, in the episode whose goal is landmark g
-            ax.plot(track[:, 0], track[:, 1], "-", color=colours[g], lw=1.5, label=f"goal: landmark {g}")
+            width = 5.0 - 1.8 * g  # paths that coincide (the same message) show as a thick line under a thin one
+            ax.plot(track[:, 0], track[:, 1], "-", color=colours[g], lw=width, label=f"goal: landmark {g}")
             ax.plot(*track[-1], "o", color=colours[g], ms=4)
             ax.plot(*landmarks[g], "s", color=colours[g], ms=11, mec="black")
         ax.plot(*positions[0, 1, :, 0], "k^", ms=8, label="listener's start")
@@ -172,7 +173,8 @@ def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str) 
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="best")
     fig.suptitle(
-        f"simple_speaker_listener, seed {seed}'s policies: the listener's path for each of the 3 goals (squares)"
+        f"simple_speaker_listener, seed {seed}'s policies: the listener's path for each of the 3 goals (squares);\n"
+        "goals that get the same message give the same path, drawn thick (landmark 0) under thin (landmark 2)"
     )
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
