@@ -162,7 +162,7 @@ def aggregate_table(results, references, reps: int) -> tuple[str, dict]:
 
 
 def claim_label(x: str, y: str, measure: str) -> str:
-    return f"{METHODS[x][0]} > {METHODS[y][0]}" + (" (curve)" if measure == "curve" else "")
+    return f"{METHODS[x][0]} > {METHODS[y][0]}" + (", whole curve" if measure == "curve" else "")
 
 
 def claims_table(results, references, reps: int) -> tuple[str, dict]:
@@ -186,6 +186,23 @@ def claims_table(results, references, reps: int) -> tuple[str, dict]:
                 f"| {p:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] | {verdict(interval)} |"
             )
     return "\n".join(lines), found
+
+
+def claims_summary(found: dict) -> str:
+    """One row per claim, one column per group and task: P(X > Y) [95% CI] and the verdict's sign."""
+    mark = {"holds": "✓", "does not hold": "✗", "cannot tell": "?"}
+    scopes = [s for s in [*GROUPS, *CHANNEL_TASKS, *CONTROL_TASKS] if any(key[0] == s for key in found)]
+    lines = ["| claim | " + " | ".join(scopes) + " |", "|---" * (len(scopes) + 1) + "|"]
+    for claim in CLAIMS:
+        cells = []
+        for scope in scopes:
+            if (scope, *claim) in found:
+                p, (low, high) = found[(scope, *claim)]
+                cells.append(f"{mark[verdict((low, high))]} {p:.2f} [{low:.2f}, {high:.2f}]")
+            else:
+                cells.append("")
+        lines.append(f"| {claim_label(*claim)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def distillation_table(results) -> str:
@@ -375,6 +392,7 @@ if __name__ == "__main__":
     print("\n## Across tasks\n\n" + text)
     text, improvements = claims_table(found_results, refs, cli.reps)
     print("\n## The claims\n\n" + text)
+    print("\n## The claims at a glance (✓ holds, ✗ does not hold, ? cannot tell)\n\n" + claims_summary(improvements))
     print(
         "\n## eq. (2)'s loss at the end of the distillation (mean ± std over seeds)\n\n"
         + distillation_table(found_results)

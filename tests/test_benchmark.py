@@ -163,6 +163,8 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     assert "CTEDD-0 > MADDPG-0" in text
     p, ci = claims["simple_reference", "ctedd_global", "maddpg_k0", "curve"]  # one task alone, whole curve
     assert p == 1.0 and report.verdict(ci) == "holds"
+    summary = report.claims_summary(claims)
+    assert "| CTEDD-G > MADDPG-0, whole curve | ✓ 1.00 [1.00, 1.00] |" in summary
     steps, curves = report.curves(results, references, report.CHANNEL_TASKS, "maddpg_k0", seeds)
     assert steps.tolist() == [500_000, 1_000_000] and curves.shape == (5, 3, 2)
     assert "| simple_reference | 0.100 ± 0.000 |  |  |" in report.distillation_table(results)
