@@ -57,10 +57,10 @@ def test_a_distillation_waits_for_its_stage1_task_and_a_failed_stage1_skips_only
     assert finished.count("maddpg.py:2") == 2  # the other runs of seed 2 went on
 
 
-def kill_once_checkpointed(workdir: Path, killed: list) -> None:
-    """Kill (SIGKILL) the stage-1 process running in `workdir` once it has written a checkpoint."""
-    deadline = time.time() + 120
-    while time.time() < deadline and not killed:
+def kill_once_checkpointed(workdir: Path, killed: list, stop: threading.Event) -> None:
+    """Kill (SIGKILL) the stage-1 process running in `workdir` once it has written a checkpoint. No deadline:
+    on a loaded machine Ray and the script may take minutes to get there; `stop` ends the watch."""
+    while not stop.is_set() and not killed:
         if list(workdir.glob("runs/*/checkpoint.pt")):
             for pid in os.listdir("/proc"):
                 try:
@@ -79,11 +79,14 @@ def test_a_killed_run_is_retried_and_resumes_from_its_checkpoint(tmp_path, monke
     jobs = run.build_grid(
         ["simple_push"], [1], [], 40_000, ["--checkpoint-frequency", "2000", *TRAIN], [], [], ["ctedd"]
     )
-    killed = []
-    killer = threading.Thread(target=kill_once_checkpointed, args=(tmp_path, killed))
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=kill_once_checkpointed, args=(tmp_path, killed, stop))
     killer.start()
-    assert ray_grid.run_grid(jobs, "runs", "logs", "results") == 0
-    killer.join()
+    try:
+        assert ray_grid.run_grid(jobs, "runs", "logs", "results") == 0
+    finally:
+        stop.set()
+        killer.join()
     assert killed, "the run ended before it could be killed"
     log = (tmp_path / "logs" / "simple_push__ctedd_global__1.log").read_text()
     assert "resumed runs/simple_push__ctedd_global__1__" in log  # the retry went on from the checkpoint
