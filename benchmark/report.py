@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BOOTSTRAP_SEED = 0  # the same resamples every time: the report regenerates exactly
 CHANNEL_TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
 CONTROL_TASKS = ("simple_tag-scripted", "simple_push-scripted", "simple_spread")
 GROUPS = {"channel tasks": CHANNEL_TASKS, "controls": CONTROL_TASKS}
@@ -91,7 +92,12 @@ def iqm_intervals(scores: dict[str, np.ndarray], reps: int) -> tuple[dict, dict]
     from rliable import library as rly
     from rliable import metrics
 
-    return rly.get_interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
+    return rly.get_interval_estimates(
+        scores,
+        lambda s: np.array([metrics.aggregate_iqm(s)]),
+        reps=reps,
+        random_state=np.random.RandomState(BOOTSTRAP_SEED),
+    )
 
 
 def improvement(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float, np.ndarray]:
@@ -99,7 +105,12 @@ def improvement(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float, np.ndar
     from rliable import library as rly
     from rliable import metrics
 
-    point, interval = rly.get_interval_estimates({"x,y": (x, y)}, metrics.probability_of_improvement, reps=reps)
+    point, interval = rly.get_interval_estimates(
+        {"x,y": (x, y)},
+        metrics.probability_of_improvement,
+        reps=reps,
+        random_state=np.random.RandomState(BOOTSTRAP_SEED),
+    )
     return float(point["x,y"]), interval["x,y"].ravel()
 
 
@@ -355,7 +366,9 @@ def plot_efficiency(results, references, path: str, reps: int) -> None:
         for m in methods:
             steps, scores = curves(results, references, tasks, m, seeds)
             iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
-            point, interval = rly.get_interval_estimates({m: scores}, iqm, reps=reps)
+            point, interval = rly.get_interval_estimates(
+                {m: scores}, iqm, reps=reps, random_state=np.random.RandomState(BOOTSTRAP_SEED)
+            )
             label, colour, style = METHODS[m]
             ax.plot(steps, point[m], style, color=colour, label=label, lw=1.6)
             ax.fill_between(steps, interval[m][0], interval[m][1], color=colour, alpha=0.15, lw=0)
