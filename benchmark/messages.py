@@ -25,6 +25,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from report import save  # noqa: E402  one way to write a figure, the report's
+
 from common.engine import BatchedMPE, make_envs  # noqa: E402
 from common.envs import EPISODE_LENGTH  # noqa: E402
 from common.utils import load_checkpoint  # noqa: E402
@@ -177,9 +179,7 @@ def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str) 
         "goals that get the same message give the same path, drawn thick (landmark 0) under thin (landmark 2)"
     )
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 if __name__ == "__main__":

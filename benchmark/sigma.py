@@ -24,6 +24,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from report import save  # noqa: E402  one way to write a figure, the report's
+
 from common.engine import make_envs  # noqa: E402
 from common.envs import EPISODE_LENGTH  # noqa: E402
 from common.utils import load_checkpoint  # noqa: E402
@@ -99,9 +101,7 @@ def plot_over_training(runs: dict, path: str) -> None:
         axes[0, column].set_ylim(0, 1.05)
         axes[0, column].legend(fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def episode(run_dir: str, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +153,7 @@ def plot_episodes(runs: dict, names: list[str], path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 if __name__ == "__main__":
