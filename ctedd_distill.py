@@ -26,25 +26,9 @@ from common.utils import UsageError, load_checkpoint, save_checkpoint
 
 
 @dataclass
-class Args:
+class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunArgs
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = False
-    """if toggled, cuda will be used when available"""
-    threads: int = 1
-    """torch CPU threads"""
-    track: bool = False
-    """if toggled, this experiment will be tracked with Weights and Biases"""
-    wandb_project_name: str = "ctedd"
-    """the wandb's project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of wandb's project"""
-    capture_video: bool = False
-    """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
     save_model: bool = True
     """whether to save the local policies into the `runs/{run_name}` folder"""
     eval_checkpoint: str | None = None

@@ -24,30 +24,14 @@ import tyro
 from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
-from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_of
+from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video
 from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
 
 
 @dataclass
-class Args:
+class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunArgs
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = False
-    """if toggled, cuda will be used when available"""
-    threads: int = 1
-    """torch CPU threads (two single-threaded seeds in parallel use two cores best)"""
-    track: bool = False
-    """if toggled, this experiment will be tracked with Weights and Biases"""
-    wandb_project_name: str = "ctedd"
-    """the wandb's project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of wandb's project"""
-    capture_video: bool = False
-    """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
     save_model: bool = True
     """whether to save the model and the replay buffer (stage 2 needs both) into `runs/{run_name}`"""
     eval_checkpoint: str | None = None
@@ -103,9 +87,6 @@ class Args:
     """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (see README)"""
     fixed_sigma: float | None = None
     """the ablation of the learned exploration: explore with this fixed sigma (omega_i and eq. (1) are off)"""
-    omega_estimator: Literal["score", "reparameterised"] = "score"
-    """how the Q term reaches omega_i. score: eq. (1), the likelihood-ratio gradient on the recent batch B;
-    reparameterised (ours): the gradient of Q_i(s, clip(mu + sigma * eps)) through sigma, on the replay batch"""
 
 
 # paper is silent; we squash log sigma_i into [-5, 0]: sigma <= 1 spans the whole action range [-1, 1]
@@ -239,16 +220,6 @@ def omega_loss(log_std, sampled_actions, means, q, alpha):
     return -(policy_gradient + alpha * entropy).sum(), policy_gradient, entropy
 
 
-def reparameterised_omega_loss(critics, state, means, log_std, alpha):
-    """Ours, not the paper's: -( mean_B Q_i(s, clip(mu + sigma * eps)) + alpha_i mean_B H(pi_i) ), on the replay
-    batch; the Q term reaches sigma_i through the sample (the other agents' samples held fixed). means: (N, B, 2),
-    no gradient. Returns the loss summed over agents, and the Q and entropy terms per agent."""
-    samples = (means + log_std.exp() * torch.randn_like(means)).clamp(-1.0, 1.0)
-    q_term = critics.own_action(state, samples.detach(), samples).mean(1)
-    entropy = gaussian_entropy(log_std).mean(1)
-    return -(q_term + alpha * entropy).sum(), q_term, entropy
-
-
 class Temperature(nn.Module):
     """alpha_i of eq. (1), one per agent: fixed, or with a target entropy tuned as SAC's temperature: the loss
     log alpha_i * (H(pi_i) - target) lowers alpha_i while pi_i's entropy is above the target, and raises it below."""
@@ -319,11 +290,7 @@ def main(args: Args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return runs.evaluate_checkpoint(args, Args, make_policy, deterministic_actor, device)
-    checkpoint = None
-    if args.resume:
-        args, checkpoint = runs.resume_args(args, Args)
-    run_name = os.path.basename(os.path.normpath(args.resume)) if args.resume else None
-    run_name = run_name or f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    args, checkpoint, run_name = runs.start_or_resume(args, Args)  # checkpoint: None unless --resume
     run_dir = f"runs/{run_name}"
     writer = runs.start_run(args, run_dir)  # tensorboard with the hyperparameter table, and wandb with --track
 
@@ -420,22 +387,12 @@ def main(args: Args) -> dict:
             # the entropy term outweighs the Q term and sigma stays at its upper bound 1 (README).
             if args.fixed_sigma is None:  # (--fixed-sigma, the ablation, has no omega_i to train)
                 alpha = temperature()
-                if args.omega_estimator == "score":
-                    with torch.no_grad():
-                        q_b = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # Q_i at the executed actions
-                        if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
-                            q_b = q_b - critics(recent_states, recent_means)
-                    _, log_std_b = policy(recent_states)
-                    omega_loss_value, omega_pg, entropy = omega_loss(
-                        log_std_b, recent_samples, recent_means, q_b, alpha
-                    )
-                else:  # ours: Q_i's gradient through sigma_i's sample, on the replay batch
-                    preactivation, log_std_b = policy(data.states)
-                    critics.requires_grad_(False)
-                    omega_loss_value, omega_pg, entropy = reparameterised_omega_loss(
-                        critics, data.states, torch.tanh(preactivation).detach(), log_std_b, alpha
-                    )
-                    critics.requires_grad_(True)
+                with torch.no_grad():
+                    q_b = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # Q_i at the executed actions
+                    if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
+                        q_b = q_b - critics(recent_states, recent_means)
+                _, log_std_b = policy(recent_states)
+                omega_loss_value, omega_pg, entropy = omega_loss(log_std_b, recent_samples, recent_means, q_b, alpha)
                 omega_optimizer.zero_grad()
                 omega_loss_value.backward()
                 nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)
@@ -469,18 +426,14 @@ def main(args: Args) -> dict:
             writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
             writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
             if args.fixed_sigma is None:
+                found = {"step": global_step, "alpha": alpha.tolist()}
+                diagnostics.append({**found, **omega_diagnostics(log_std_b, recent_samples, recent_means, q_b)})
                 writer.add_scalar("losses/omega_pg", omega_pg.mean().item(), global_step)
                 writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
                 for i, agent in enumerate(envs.agents):
                     writer.add_scalar(f"charts/exploration_std/{agent}", log_std_b[i].exp().mean().item(), global_step)
-                writer.add_scalar("omega/alpha", alpha.mean().item(), global_step)
-                writer.add_scalar("omega/log_sigma_spread", log_std_b.std(1).mean().item(), global_step)
-                found = {"step": global_step, "alpha": alpha.tolist(), "sigma": log_std_b.exp().mean(1).tolist()}
-                found["log_sigma_spread"] = log_std_b.std(1).tolist()
-                if args.omega_estimator == "score":
-                    found.update(omega_diagnostics(log_std_b, recent_samples, recent_means, q_b))
-                    writer.add_scalar("omega/pg_snr", float(np.mean(found["pg_snr"])), global_step)
-                diagnostics.append(found)
+                for name in ("alpha", "log_sigma_spread", "pg_snr"):
+                    writer.add_scalar(f"omega/{name}", float(np.mean(diagnostics[-1][name])), global_step)
             writer.add_scalar("charts/SPS", sps, global_step)
             for name, value in seconds.items():
                 writer.add_scalar(f"perf/{name}_seconds", value, global_step)
@@ -503,9 +456,7 @@ def main(args: Args) -> dict:
     print(timing_line(done_steps - start_step, start_time, seconds))
     runs.save_result(run_dir, vars(args), evaluations, seconds, start_time, omega=diagnostics)
     if args.save_model:
-        runs.save_run(
-            run_dir, args, modules, rb, done_steps, evaluations
-        )  # the replay buffer is stage 2's training data
+        runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)  # the buffer: stage 2's data
         runs.save_model(run_dir, args, "ctedd_global.py", policy, critics)
         print(f"next, distil: python ctedd_distill.py --global-run {run_dir}")
     runs.end_run(writer, args)

@@ -23,30 +23,14 @@ import tyro
 from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
-from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video, task_of
+from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video
 from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
 
 
 @dataclass
-class Args:
+class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunArgs
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = False
-    """if toggled, cuda will be used when available"""
-    threads: int = 1
-    """torch CPU threads (two single-threaded seeds in parallel use two cores best)"""
-    track: bool = False
-    """if toggled, this experiment will be tracked with Weights and Biases"""
-    wandb_project_name: str = "ctedd"
-    """the wandb's project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of wandb's project"""
-    capture_video: bool = False
-    """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
     save_model: bool = False
     """whether to save the model into the `runs/{run_name}` folder"""
     eval_checkpoint: str | None = None
@@ -282,11 +266,7 @@ def main(args: Args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return runs.evaluate_checkpoint(args, Args, make_policy, deterministic_actor, device)
-    checkpoint = None
-    if args.resume:
-        args, checkpoint = runs.resume_args(args, Args)
-    run_name = os.path.basename(os.path.normpath(args.resume)) if args.resume else None
-    run_name = run_name or f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    args, checkpoint, run_name = runs.start_or_resume(args, Args)  # checkpoint: None unless --resume
     run_dir = f"runs/{run_name}"
     writer = runs.start_run(args, run_dir)  # tensorboard with the hyperparameter table, and wandb with --track
 

@@ -28,6 +28,8 @@ GROUPS = {"channel tasks": CHANNEL_TASKS, "controls": CONTROL_TASKS}
 # run name -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable) and oranges (reinforced)
 METHODS = {
     "ctedd_global": ("CTEDD-G", "#08306b", "-"),
+    "ctedd_global_learned": ("CTEDD-G, learned σ", "#006d2c", "-."),
+    "ctedd_global_fixed": ("CTEDD-G, fixed σ 0.6", "#74c476", "-."),
     "ctedd_distill_k3": ("CTEDD-3", "#2171b5", "-"),
     "ctedd_distill_k1": ("CTEDD-1", "#6baed6", "-"),
     "ctedd_distill_k0": ("CTEDD-0", "#9ecae1", "-"),
@@ -52,6 +54,12 @@ CLAIMS = [
     ("ctedd_global", "maddpg_k0", "curve"),
     ("ctedd_global", "maddpg_k3_differentiable", "curve"),
     ("ctedd_global", "maddpg_k3_reinforced", "curve"),
+    # issue #14: what omega_i's learned exploration is worth against the best fixed sigma (same tuning budget)
+    ("ctedd_global_learned", "ctedd_global_fixed", "final"),
+    ("ctedd_global_learned", "ctedd_global_fixed", "curve"),
+    ("ctedd_global_learned", "ctedd_global", "final"),
+    ("ctedd_global_learned", "maddpg_k3_differentiable", "curve"),
+    ("ctedd_global_fixed", "maddpg_k3_differentiable", "curve"),
 ]
 
 
@@ -286,8 +294,8 @@ def plot_curves(results, references, path: str) -> None:
     for ax in axes.ravel()[len(tasks) :]:
         ax.set_axis_off()
     handles = {h.get_label().split(" (n=")[0]: h for ax in axes.ravel() for h in ax.get_legend_handles_labels()[0]}
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=9, fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=6, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     save(fig, path)
 
 

@@ -58,6 +58,17 @@ def summary(entries: list[dict], at: int) -> dict:
     return found
 
 
+def setting(result: dict) -> str:
+    """A run's exploration setting in words, from its args: how eq. (1) was run."""
+    args = result["args"]
+    if args.get("target_entropy") is not None:
+        target_sigma = np.exp(args["target_entropy"] - 0.5 * np.log(2 * np.pi * np.e))
+        words = f"alpha tuned to target sigma {target_sigma:.2g}"
+    else:
+        words = f"alpha {args['alpha']:g}"
+    return words + ("" if args.get("pg_baseline", True) else ", no baseline: eq. (1) as written")
+
+
 def diagnosis_table(runs: dict, steps=(100_000, 500_000, 1_000_000)) -> str:
     lines = [
         "| task | run | env step | alpha | sigma | log-sigma spread | score gradient | SNR | clipped | curvature c |",
@@ -87,12 +98,13 @@ def plot_over_training(runs: dict, path: str) -> None:
     tasks = sorted({task for task, _ in runs})
     fig, axes = plt.subplots(2, len(tasks), figsize=(7 * len(tasks), 7.5), squeeze=False)
     for column, task in enumerate(tasks):
-        for (t, name), result in sorted(runs.items()):
+        for (t, _), result in sorted(runs.items()):
             if t != task:
                 continue
             steps = [e["step"] for e in result["omega"]]
-            axes[0, column].plot(steps, [np.mean(e["sigma"]) for e in result["omega"]], label=name)
-            axes[1, column].plot(steps, [np.mean(e["log_sigma_spread"]) for e in result["omega"]], label=name)
+            label = setting(result)
+            axes[0, column].plot(steps, [np.mean(e["sigma"]) for e in result["omega"]], label=label)
+            axes[1, column].plot(steps, [np.mean(e["log_sigma_spread"]) for e in result["omega"]], label=label)
         axes[0, column].set_title(f"{task}: sigma, mean over states, agents and dimensions")
         axes[1, column].set_title(f"{task}: std of log sigma across a batch's states")
         for row in axes[:, column]:
@@ -141,13 +153,15 @@ def plot_episodes(runs: dict, names: list[str], path: str) -> None:
     ]
     if not panels:
         raise SystemExit("error: no saved model among the runs named")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (task, name) in zip(axes[0], panels):
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 4 * rows), squeeze=False)
+    for ax, (task, name) in zip(axes.ravel(), panels):
         sigmas, distances = episode(runs[task, name]["run_dir"], task)
         for i in range(sigmas.shape[1]):
             (line,) = ax.plot(sigmas[:, i], "-", label=f"sigma, agent {i}")
             ax.plot(distances[:, i], ":", color=line.get_color(), label=f"distance to goal, agent {i}")
-        ax.set_title(f"{task}\n{name}", fontsize=9)
+        ax.set_title(f"{task}: {setting(runs[task, name])}", fontsize=9)
         ax.set_xlabel("time step")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)

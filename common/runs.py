@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -21,6 +22,29 @@ from common.envs import describe_episode, record_video, task_flags, task_of
 from common.utils import UsageError, atomic_write, load_checkpoint, multiples_in, save_checkpoint
 
 EVAL_SEED = 10_000  # evaluation episode i starts as mpe2's reset(seed=EVAL_SEED + i)
+
+
+@dataclass
+class RunArgs:
+    """The arguments every script's run has besides its algorithm's (CleanRL's first fields); each
+    script's `Args` extends it."""
+
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, cuda will be used when available"""
+    threads: int = 1
+    """torch CPU threads (two single-threaded seeds in parallel use two cores best)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "ctedd"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
 
 
 def start_run(args, run_dir: str) -> SummaryWriter:
@@ -80,6 +104,14 @@ def evaluate_checkpoint(args, Args, make_policy, actor, device: torch.device) ->
         record_video(vars(args), act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
     return result
+
+
+def start_or_resume(args, Args) -> tuple[object, dict | None, str]:
+    """A new run: (args, no checkpoint, its name {task}__{exp_name}__{seed}__{time}). With --resume DIR:
+    that run's arguments with this command's budget, its last checkpoint, and its name."""
+    if not args.resume:
+        return args, None, f"{task_of(vars(args))}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    return (*resume_args(args, Args), os.path.basename(os.path.normpath(args.resume)))
 
 
 def resume_args(args, Args) -> tuple[object, dict]:

@@ -1,10 +1,12 @@
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
 import report  # noqa: E402
@@ -248,3 +250,43 @@ def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
     assert "| simple_speaker_listener | ctedd_global |" in sigma.diagnosis_table(runs)
     sigmas, distances = sigma.episode(runs[task, name]["run_dir"], task)
     assert sigmas.shape == (25, 2) and distances.shape == (25, 2) and (distances[:, 0] == distances[:, 1]).all()
+
+
+class StateQuadraticCritic:
+    """Q_i(s, a) = -c(s) * ||a_i||^2 with c(s) = state[:, 0]; means at 0, so Q_i(s, mu) = 0 and
+    eq. (1)'s objective -2 c sigma^2 + alpha * 2 log sigma peaks at sigma^2 = alpha / (2 c(s))."""
+
+    def own_action(self, states, actions, own_actions):
+        return -states[:, 0] * (own_actions**2).sum(-1)
+
+    def __call__(self, states, actions):
+        return -states[:, 0] * (actions**2).sum(-1)
+
+
+def test_the_omega_probes_oracle_finds_the_state_dependent_optimum():
+    import omega_probe
+
+    alpha, c = 0.02, torch.tensor([0.25, 1.0, 4.0, 0.5])
+    states = torch.stack([c, torch.zeros(4)], dim=1)
+    best = omega_probe.oracle(StateQuadraticCritic(), states, torch.zeros(1, 4, 2), alpha, 512, torch.Generator())
+    theory = 0.5 * torch.log(alpha / (2 * c))
+    grid_step = omega_probe.LOG_SIGMA_GRID[1] - omega_probe.LOG_SIGMA_GRID[0]
+    assert (best[0] - theory).abs().max() <= grid_step  # the grid point next to the optimum, for every state
+    assert best[0].argsort().tolist() == theory.argsort().tolist()
+
+
+def test_the_omega_probe_retrains_omega_to_the_fixed_point_of_eq1():
+    import omega_probe
+
+    import ctedd_global
+
+    torch.manual_seed(0)
+    policy = ctedd_global.GlobalPolicy(1, 2, 16)
+    with torch.no_grad():  # mu(s) = 0 everywhere
+        policy.mean_heads.weight.zero_()
+        policy.mean_heads.bias.zero_()
+    alpha, c = 0.02, 1.0
+    states = torch.cat([torch.full((256, 1), c), torch.randn(256, 1)], dim=1)
+    log_std = omega_probe.retrain(policy, StateQuadraticCritic(), states, alpha, iterations=1500, seed=0)
+    sigma = log_std.exp().mean().item()
+    assert abs(sigma - math.sqrt(alpha / (2 * c))) < 0.2 * math.sqrt(alpha / (2 * c))
