@@ -85,6 +85,8 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
     """if set, alpha is tuned per agent toward this entropy per action dimension, in nats (sigma 0.3: 0.21), as SAC"""
     pg_baseline: bool = True
     """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (see README)"""
+    omega_reg: float = 0.0
+    """weight of the squared pre-squash output of omega_i (as --actor-reg for the means); 0: eq. (1) alone"""
     fixed_sigma: float | None = None
     """the ablation of the learned exploration: explore with this fixed sigma (omega_i and eq. (1) are off)"""
 
@@ -96,7 +98,7 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
 def check_args(args: Args) -> None:
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
     positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
-    non_negative = ("learning_starts", "checkpoint_frequency", "alpha")
+    non_negative = ("learning_starts", "checkpoint_frequency", "alpha", "omega_reg")
     if args.fixed_sigma is not None and args.fixed_sigma <= 0:
         raise UsageError(f"--fixed-sigma must be positive, got {args.fixed_sigma}")
     if args.target_entropy is not None and args.alpha <= 0:
@@ -105,6 +107,10 @@ def check_args(args: Args) -> None:
 
 
 # ALGO LOGIC: initialize agent here:
+def squash_log_std(x: torch.Tensor) -> torch.Tensor:
+    return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(x) + 1)
+
+
 class AgentLinear(nn.Module):
     """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out).
     Equals, for each agent i, nn.Linear(in, out) applied to x[i] (a test checks it)."""
@@ -146,8 +152,11 @@ class GlobalPolicy(nn.Module):
         """state (B, S) -> the means' preactivation (mu_i(s) = its tanh) and log sigma_i(s), (N, B, 2) each.
         omega_i reads the trunk's features detached: it never moves the trunk."""
         features = self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(self.omega(features.detach())) + 1)
-        return self.mean_heads(features), log_std
+        return self.mean_heads(features), squash_log_std(self.omega(features.detach()))
+
+    def omega_preactivation(self, state: torch.Tensor) -> torch.Tensor:
+        """omega_i's output before the squash, (N, B, 2); log sigma_i(s) = squash_log_std(it)."""
+        return self.omega(self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1).detach())
 
     def ddpg_parameters(self) -> list[nn.Parameter]:
         return [*self.trunk.parameters(), *self.mean_heads.parameters()]
@@ -391,8 +400,11 @@ def main(args: Args) -> dict:
                     q_b = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # Q_i at the executed actions
                     if args.pg_baseline:  # variance reduction: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
                         q_b = q_b - critics(recent_states, recent_means)
-                _, log_std_b = policy(recent_states)
+                omega_preactivation = policy.omega_preactivation(recent_states)
+                log_std_b = squash_log_std(omega_preactivation)
                 omega_loss_value, omega_pg, entropy = omega_loss(log_std_b, recent_samples, recent_means, q_b, alpha)
+                # ours: keep omega_i's output off tanh's flat tails, where Adam drives it ever further (README)
+                omega_loss_value = omega_loss_value + args.omega_reg * omega_preactivation.pow(2).mean(1).sum()
                 omega_optimizer.zero_grad()
                 omega_loss_value.backward()
                 nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)

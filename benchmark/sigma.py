@@ -44,6 +44,18 @@ def load_runs(runs_dir: str) -> dict[tuple[str, str], dict]:
     return runs
 
 
+def load_results(results_dir: str, names: list[str]) -> dict[tuple[str, str], dict]:
+    """(task, name__seed) -> the kept result (benchmark/results/{task}/{name}__{seed}.json) of every run
+    named in `names` that holds omega diagnostics."""
+    runs = {}
+    for name in names:
+        for path in sorted(glob.glob(os.path.join(results_dir, "*", f"{name}__*.json"))):
+            result = json.loads(Path(path).read_text())
+            if result.get("omega"):
+                runs[result["task"], Path(path).stem] = {**result, "run_dir": None}
+    return runs
+
+
 def summary(entries: list[dict], at: int) -> dict:
     """The diagnostics of the entry nearest env step `at`, averaged over agents and dimensions."""
     entry = min(entries, key=lambda e: abs(e["step"] - at))
@@ -96,22 +108,24 @@ def plot_over_training(runs: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     tasks = sorted({task for task, _ in runs})
-    fig, axes = plt.subplots(2, len(tasks), figsize=(7 * len(tasks), 7.5), squeeze=False)
+    fig, axes = plt.subplots(3, len(tasks), figsize=(6 * len(tasks), 10), squeeze=False)
     for column, task in enumerate(tasks):
         for (t, _), result in sorted(runs.items()):
             if t != task:
                 continue
             steps = [e["step"] for e in result["omega"]]
-            label = setting(result)
-            axes[0, column].plot(steps, [np.mean(e["sigma"]) for e in result["omega"]], label=label)
-            axes[1, column].plot(steps, [np.mean(e["log_sigma_spread"]) for e in result["omega"]], label=label)
-        axes[0, column].set_title(f"{task}: sigma, mean over states, agents and dimensions")
-        axes[1, column].set_title(f"{task}: std of log sigma across a batch's states")
+            label = f"{setting(result)}, seed {result['seed']}"
+            for row, key in enumerate(("sigma", "log_sigma_spread", "alpha")):
+                axes[row, column].plot(steps, [np.mean(e[key]) for e in result["omega"]], label=label, lw=1)
+        axes[0, column].set_title(f"{task}\nsigma, mean over states, agents and dimensions", fontsize=10)
+        axes[1, column].set_title("std of log sigma across a batch's states (per agent and dimension)", fontsize=10)
+        axes[2, column].set_title("alpha, mean over agents", fontsize=10)
+        axes[2, column].set_yscale("log")
         for row in axes[:, column]:
             row.set_xlabel("env steps")
             row.grid(alpha=0.3)
         axes[0, column].set_ylim(0, 1.05)
-        axes[0, column].legend(fontsize=8)
+        axes[0, column].legend(fontsize=7)
     fig.tight_layout()
     save(fig, path)
 
@@ -173,6 +187,8 @@ def plot_episodes(runs: dict, names: list[str], path: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--results-dir", default=None, help="read kept results instead of --runs-dir (no episodes)")
+    parser.add_argument("--names", nargs="*", default=["ctedd_global_learned"], help="with --results-dir: runs")
     parser.add_argument("--figure", default=None, help="sigma and its spread across states over training")
     parser.add_argument(
         "--episode-figure", default=None, help="sigma along one episode, for the runs of --episode-runs"
@@ -180,9 +196,9 @@ if __name__ == "__main__":
     parser.add_argument("--episode-runs", nargs="*", default=["diag_eq1", "diag_target0.3"])
     parser.add_argument("--write", default=None, help="also write the diagnostics of every run to this JSON")
     cli = parser.parse_args()
-    found = load_runs(cli.runs_dir)
+    found = load_results(cli.results_dir, cli.names) if cli.results_dir else load_runs(cli.runs_dir)
     if not found:
-        raise SystemExit(f"error: no ctedd_global.py run with omega diagnostics under {cli.runs_dir}")
+        raise SystemExit(f"error: no run with omega diagnostics under {cli.results_dir or cli.runs_dir}")
     print(diagnosis_table(found))
     if cli.write:
         compact = {f"{t}/{n}": {"final": r["final"]["sum"], "omega": r["omega"]} for (t, n), r in found.items()}

@@ -120,7 +120,7 @@ def test_log_std_is_bounded_so_sigma_never_exceeds_one():
         ("simple_tag", ["--opponents", "scripted"]),
         ("simple_spread", ["--no-pg-baseline"]),
         ("simple_spread", ["--target-entropy", "0.2", "--alpha", "0.1"]),
-        ("simple_reference", ["--target-entropy", "0.2", "--alpha", "0.1"]),
+        ("simple_reference", ["--target-entropy", "0.2", "--alpha", "0.1", "--omega-reg", "0.001"]),
         ("simple_speaker_listener", ["--fixed-sigma", "0.3"]),
     ],
 )
@@ -314,3 +314,28 @@ def test_the_diagnostics_give_the_score_terms_gradient_at_log_sigma():
     per_dimension = log_std.grad.sum(1)  # summed over the batch: the gradient of the batch mean, per dimension
     torch.testing.assert_close(torch.tensor(found["pg_gradient"]), per_dimension)
     assert torch.tensor(found["pg_snr"]).min() >= 0 and len(found["log_sigma_spread"]) == 3
+
+
+def test_omega_reg_pulls_a_saturated_omega_back_where_eq1_alone_cannot():
+    """With omega_i's output deep in tanh's flat tail (sigma pinned at 1), eq. (1)'s gradient vanishes;
+    the --omega-reg penalty on the pre-squash output still moves it, and only omega_i."""
+    policy, critics = networks()
+    with torch.no_grad():
+        policy.omega.bias.fill_(40.0)
+    states = torch.randn(32, S)
+    means = torch.tanh(policy(states)[0]).detach()
+    sampled = means + torch.randn_like(means)
+    q = critics(states, sampled.clamp(-1, 1)).detach()
+
+    def bias_gradient(omega_reg):
+        policy.zero_grad()
+        preactivation = policy.omega_preactivation(states)
+        log_std = ctedd_global.squash_log_std(preactivation)
+        torch.testing.assert_close(log_std, policy(states)[1])  # the same log sigma as acting uses
+        loss = omega_loss(log_std, sampled, means, q, alpha=0.01)[0] + omega_reg * preactivation.pow(2).mean(1).sum()
+        loss.backward()
+        assert all(p.grad is None or not p.grad.any() for p in policy.ddpg_parameters())
+        return policy.omega.bias.grad.clone()
+
+    assert bias_gradient(0.0).abs().max() < 1e-12  # eq. (1) alone: stuck
+    assert (bias_gradient(1e-3) > 0).all()  # descending it lowers the pre-activation, back toward the slope
