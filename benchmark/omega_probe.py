@@ -17,6 +17,7 @@ visits, then asks three questions, each with numbers:
    the share at a bound, and the correlation of log sigma(s) with the oracle's across states.
 
     python benchmark/omega_probe.py --run runs/simple_speaker_listener__diag_target0.3__0__* --write out.json
+    python benchmark/omega_probe.py --read benchmark/results/omega/probe.json   # the kept numbers, as tables
 """
 
 from __future__ import annotations
@@ -185,11 +186,22 @@ def describe(log_std: torch.Tensor, best: torch.Tensor) -> dict:
     }
 
 
-def probe(run_dir: str, alphas: list[float], retrain_alphas: list[float], iterations: int, seed: int) -> dict:
+def probe(
+    run_dir: str,
+    alphas: list[float],
+    retrain_alphas: list[float],
+    iterations: int,
+    seed: int,
+    episodes: int = 64,
+    probe_size: int = 512,
+    samples: int = 256,
+) -> dict:
+    """All three questions on one saved run: `episodes` episodes of its states, of which `probe_size`
+    for the oracle (with `samples` draws of eps per sigma) and the retrainings."""
     args, policy, critics, final_alpha = load_run(run_dir)
     generator = torch.Generator().manual_seed(seed)
-    states = visited_states(args, policy, 64, seed)
-    probe_states = states[torch.randperm(len(states), generator=generator)[:512]]
+    states = visited_states(args, policy, episodes, seed)
+    probe_states = states[torch.randperm(len(states), generator=generator)[:probe_size]]
     with torch.no_grad():
         preactivation, log_std = policy(states)
         means = torch.tanh(preactivation)
@@ -197,18 +209,18 @@ def probe(run_dir: str, alphas: list[float], retrain_alphas: list[float], iterat
     found = {"run": os.path.basename(os.path.normpath(run_dir)), "final alpha": final_alpha, "oracle": {}}
     found["estimator"] = estimator_table(critics, states, means, log_std, final_alpha, generator)
     for alpha in sorted({final_alpha, *alphas}):
-        best = oracle(critics, probe_states, probe_means, alpha, 256, generator)
+        best = oracle(critics, probe_states, probe_means, alpha, samples, generator)
         found["oracle"][f"{alpha:g}"] = {
             "sigma*": best.exp().mean().item(),
             "log sigma* spread": best.std(1).mean().item(),
             "at a bound": ((best == LOG_STD_MIN) | (best == LOG_STD_MAX)).float().mean().item(),
         }
-    best = oracle(critics, probe_states, probe_means, final_alpha, 256, generator)
+    best = oracle(critics, probe_states, probe_means, final_alpha, samples, generator)
     found["as learned"] = describe(policy(probe_states)[1], best)
     found["retrained"], found["oracle repeatability"] = {}, {}
     for alpha in retrain_alphas:
-        best = oracle(critics, probe_states, probe_means, alpha, 256, generator)
-        again = oracle(critics, probe_states, probe_means, alpha, 256, generator)  # new eps: the oracle's own noise
+        best = oracle(critics, probe_states, probe_means, alpha, samples, generator)
+        again = oracle(critics, probe_states, probe_means, alpha, samples, generator)  # new eps: the oracle's own noise
         found["oracle repeatability"][f"{alpha:g}"] = describe(again[..., None].expand(-1, -1, 2), best)
         found["retrained"][f"{alpha:g}"] = {
             name: describe(retrain(policy, critics, probe_states, alpha, iterations, seed, **changes), best)
@@ -246,15 +258,21 @@ def markdown(found: dict) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", nargs="+", required=True, help="saved ctedd_global.py run directories")
+    parser.add_argument("--run", nargs="+", default=[], help="saved ctedd_global.py run directories")
+    parser.add_argument("--read", default=None, help="print the tables of a JSON written by --write instead")
     parser.add_argument("--alphas", nargs="*", type=float, default=[1.0, 0.1, 0.01, 0.001])
     parser.add_argument("--retrain-alphas", nargs="*", type=float, default=[0.01, 0.001])
     parser.add_argument("--iterations", type=int, default=3000, help="eq. (1) steps of each retraining")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", default=None, help="also write the numbers to this JSON")
     cli = parser.parse_args()
+    if not cli.run and not cli.read:
+        raise SystemExit("error: give --run (saved runs to probe) or --read (a probe's JSON)")
     torch.set_num_threads(1)
-    results = [probe(run, cli.alphas, cli.retrain_alphas, cli.iterations, cli.seed) for run in cli.run]
+    if cli.read:
+        results = json.loads(Path(cli.read).read_text())
+    else:
+        results = [probe(run, cli.alphas, cli.retrain_alphas, cli.iterations, cli.seed) for run in cli.run]
     print("\n\n".join(markdown(r) for r in results))
     if cli.write:
         Path(cli.write).write_text(json.dumps(results, indent=1) + "\n")

@@ -78,6 +78,8 @@ def setting(result: dict) -> str:
         words = f"alpha tuned to target sigma {target_sigma:.2g}"
     else:
         words = f"alpha {args['alpha']:g}"
+    if args.get("omega_reg"):
+        words += f", --omega-reg {args['omega_reg']:g}"
     return words + ("" if args.get("pg_baseline", True) else ", no baseline: eq. (1) as written")
 
 
@@ -108,15 +110,22 @@ def plot_over_training(runs: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     tasks = sorted({task for task, _ in runs})
+    settings = sorted({setting(result) for result in runs.values()})
+    colours = dict(zip(settings, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     fig, axes = plt.subplots(3, len(tasks), figsize=(6 * len(tasks), 10), squeeze=False)
     for column, task in enumerate(tasks):
+        labelled = set()
         for (t, _), result in sorted(runs.items()):
             if t != task:
                 continue
             steps = [e["step"] for e in result["omega"]]
-            label = f"{setting(result)}, seed {result['seed']}"
+            label = setting(result)  # one colour per setting, one line per seed
             for row, key in enumerate(("sigma", "log_sigma_spread", "alpha")):
-                axes[row, column].plot(steps, [np.mean(e[key]) for e in result["omega"]], label=label, lw=1)
+                values = [np.mean(e[key]) for e in result["omega"]]
+                axes[row, column].plot(steps, values, color=colours[label], lw=0.9, alpha=0.8)
+            if label not in labelled:
+                axes[0, column].plot([], [], color=colours[label], label=label)
+                labelled.add(label)
         axes[0, column].set_title(f"{task}\nsigma, mean over states, agents and dimensions", fontsize=10)
         axes[1, column].set_title("std of log sigma across a batch's states (per agent and dimension)", fontsize=10)
         axes[2, column].set_title("alpha, mean over agents", fontsize=10)

@@ -250,6 +250,24 @@ def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
     assert "| simple_speaker_listener | ctedd_global |" in sigma.diagnosis_table(runs)
     sigmas, distances = sigma.episode(runs[task, name]["run_dir"], task)
     assert sigmas.shape == (25, 2) and distances.shape == (25, 2) and (distances[:, 0] == distances[:, 1]).all()
+    kept = Path("results", task, "ctedd_global__1.json")  # as benchmark/run.py keeps it
+    kept.parent.mkdir(parents=True)
+    shutil.copyfile(Path(runs[task, name]["run_dir"], "result.json"), kept)
+    assert set(sigma.load_results("results", ["ctedd_global"])) == {(task, "ctedd_global__1")}
+
+
+def test_the_omega_probe_reads_a_saved_run(in_tmp):
+    import omega_probe
+
+    import ctedd_global
+
+    args = dict(env_id="simple_speaker_listener", total_timesteps=2000, learning_starts=200, train_frequency=10)
+    ctedd_global.main(ctedd_global.Args(**args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4))
+    (run_dir,) = Path("runs").iterdir()
+    found = omega_probe.probe(str(run_dir), [0.01], [0.01], iterations=3, seed=0, episodes=4, probe_size=32, samples=8)
+    assert set(found["oracle"]) == {"1", "0.01"} and set(found["retrained"]["0.01"]) == set(omega_probe.VARIANTS)
+    assert [row["Q at"] for row in found["estimator"]] == ["clipped action", "unclipped sample"]
+    assert "| 0.01 | as trained |" in omega_probe.markdown(found)
 
 
 class StateQuadraticCritic:
