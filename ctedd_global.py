@@ -79,13 +79,14 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
     """evaluate the deterministic policies every `eval_frequency` env steps"""
     eval_episodes: int = 100
     """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
-    alpha: float = 1.0
-    """the entropy regularization factor of eq. (1) (1.0: best of 0.01/0.1/1.0, see README), or its start value"""
-    target_entropy: float | None = None
-    """if set, alpha is tuned per agent toward this entropy per action dimension, in nats (sigma 0.3: 0.21), as SAC"""
+    alpha: float = 0.1
+    """the entropy regularization factor of eq. (1): its start value, or with `--target-entropy None` fixed"""
+    target_entropy: float | None = 0.2149
+    """alpha is tuned per agent toward this entropy per action dimension, in nats (0.2149: sigma 0.3), as in SAC;
+    None: alpha stays fixed (docs/omega.md)"""
     pg_baseline: bool = True
-    """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (see README)"""
-    omega_reg: float = 0.0
+    """subtract Q_i(s, mu(s)) from Q_i(s, a) in eq. (1); `--no-pg-baseline` is eq. (1) as written (docs/omega.md)"""
+    omega_reg: float = 1e-3
     """weight of the squared pre-squash output of omega_i (as --actor-reg for the means); 0: eq. (1) alone"""
     fixed_sigma: float | None = None
     """the ablation of the learned exploration: explore with this fixed sigma (omega_i and eq. (1) are off)"""
@@ -392,8 +393,8 @@ def main(args: Args) -> dict:
 
             # eq. (1): max-entropy policy gradient for omega_i, on the batch B of transitions collected
             # since the last learning iteration (on-policy data, not the replay buffer), before the trunk
-            # moves: sigma_i(s) is that of the policy that drew the samples. With the default alpha 1.0
-            # the entropy term outweighs the Q term and sigma stays at its upper bound 1 (README).
+            # moves: sigma_i(s) is that of the policy that drew the samples. alpha_i is tuned toward a target
+            # entropy: any fixed alpha >= 0.1 outweighs the Q term and pins sigma at 1 (docs/omega.md).
             if args.fixed_sigma is None:  # (--fixed-sigma, the ablation, has no omega_i to train)
                 alpha = temperature()
                 with torch.no_grad():

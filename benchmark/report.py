@@ -27,9 +27,11 @@ CONTROL_TASKS = ("simple_tag-scripted", "simple_push-scripted", "simple_spread")
 GROUPS = {"channel tasks": CHANNEL_TASKS, "controls": CONTROL_TASKS}
 # run name -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable) and oranges (reinforced)
 METHODS = {
-    "ctedd_global": ("CTEDD-G", "#08306b", "-"),
-    "ctedd_global_learned": ("CTEDD-G, learned σ", "#006d2c", "-."),
-    "ctedd_global_fixed": ("CTEDD-G, fixed σ 0.6", "#74c476", "-."),
+    "ctedd_global": ("CTEDD-G", "#08306b", "-"),  # Benchmark v2's default: alpha 1, so sigma stays at 1
+    # issue #14 (docs/omega.md): alpha tuned to a target entropy, with --omega-reg 1e-3 (today's default) or 0
+    "ctedd_global_learned_reg": ("CTEDD-G, learned σ (default)", "#006d2c", "-."),
+    "ctedd_global_learned": ("CTEDD-G, learned σ, no omega-reg", "#41ab5d", "--"),
+    "ctedd_global_fixed": ("CTEDD-G, fixed σ 0.6", "#a1d99b", "-."),
     "ctedd_distill_k3": ("CTEDD-3", "#2171b5", "-"),
     "ctedd_distill_k1": ("CTEDD-1", "#6baed6", "-"),
     "ctedd_distill_k0": ("CTEDD-0", "#9ecae1", "-"),
@@ -55,10 +57,12 @@ CLAIMS = [
     ("ctedd_global", "maddpg_k3_differentiable", "curve"),
     ("ctedd_global", "maddpg_k3_reinforced", "curve"),
     # issue #14: what omega_i's learned exploration is worth against the best fixed sigma (same tuning budget)
+    ("ctedd_global_learned_reg", "ctedd_global_fixed", "final"),
+    ("ctedd_global_learned_reg", "ctedd_global_fixed", "curve"),
     ("ctedd_global_learned", "ctedd_global_fixed", "final"),
-    ("ctedd_global_learned", "ctedd_global_fixed", "curve"),
-    ("ctedd_global_learned", "ctedd_global", "final"),
-    ("ctedd_global_learned", "maddpg_k3_differentiable", "curve"),
+    ("ctedd_global_learned_reg", "ctedd_global_learned", "final"),
+    ("ctedd_global_learned_reg", "ctedd_global", "final"),
+    ("ctedd_global_learned_reg", "maddpg_k3_differentiable", "curve"),
     ("ctedd_global_fixed", "maddpg_k3_differentiable", "curve"),
 ]
 
@@ -75,6 +79,13 @@ def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, dict[in
 
 def load_references(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, float]]:
     return json.loads((Path(results_dir) / "references.json").read_text())["returns"]
+
+
+def bootstrap_state() -> np.random.RandomState:
+    """The same resamples at every call. rliable's StratifiedBootstrap draws its indices from numpy's
+    global generator and ignores the random_state it is given (rliable 1.x): seed both."""
+    np.random.seed(BOOTSTRAP_SEED)
+    return np.random.RandomState(BOOTSTRAP_SEED)
 
 
 def normalise(returns, task: str, references: dict) -> np.ndarray:
@@ -104,7 +115,7 @@ def iqm_intervals(scores: dict[str, np.ndarray], reps: int) -> tuple[dict, dict]
         scores,
         lambda s: np.array([metrics.aggregate_iqm(s)]),
         reps=reps,
-        random_state=np.random.RandomState(BOOTSTRAP_SEED),
+        random_state=bootstrap_state(),
     )
 
 
@@ -117,7 +128,7 @@ def improvement(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float, np.ndar
         {"x,y": (x, y)},
         metrics.probability_of_improvement,
         reps=reps,
-        random_state=np.random.RandomState(BOOTSTRAP_SEED),
+        random_state=bootstrap_state(),
     )
     return float(point["x,y"]), interval["x,y"].ravel()
 
@@ -374,9 +385,7 @@ def plot_efficiency(results, references, path: str, reps: int) -> None:
         for m in methods:
             steps, scores = curves(results, references, tasks, m, seeds)
             iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
-            point, interval = rly.get_interval_estimates(
-                {m: scores}, iqm, reps=reps, random_state=np.random.RandomState(BOOTSTRAP_SEED)
-            )
+            point, interval = rly.get_interval_estimates({m: scores}, iqm, reps=reps, random_state=bootstrap_state())
             label, colour, style = METHODS[m]
             ax.plot(steps, point[m], style, color=colour, label=label, lw=1.6)
             ax.fill_between(steps, interval[m][0], interval[m][1], color=colour, alpha=0.15, lw=0)

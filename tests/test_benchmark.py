@@ -308,3 +308,15 @@ def test_the_omega_probe_retrains_omega_to_the_fixed_point_of_eq1():
     log_std = omega_probe.retrain(policy, StateQuadraticCritic(), states, alpha, iterations=1500, seed=0)
     sigma = log_std.exp().mean().item()
     assert abs(sigma - math.sqrt(alpha / (2 * c))) < 0.2 * math.sqrt(alpha / (2 * c))
+
+
+def test_the_report_bootstraps_the_same_resamples_every_time():
+    """rliable draws its resample indices from numpy's global generator: the report must seed it."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    first = report.improvement(x, y, reps=200)
+    np.random.seed(12345)  # whatever ran before
+    again = report.improvement(x, y, reps=200)
+    assert first[0] == again[0] and np.array_equal(first[1], again[1])
+    intervals = [report.iqm_intervals({"x": x}, reps=200)[1]["x"].tolist() for _ in range(2)]
+    assert intervals[0] == intervals[1]

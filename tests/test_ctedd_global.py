@@ -118,9 +118,8 @@ def test_log_std_is_bounded_so_sigma_never_exceeds_one():
     [
         ("simple_push", []),
         ("simple_tag", ["--opponents", "scripted"]),
-        ("simple_spread", ["--no-pg-baseline"]),
-        ("simple_spread", ["--target-entropy", "0.2", "--alpha", "0.1"]),
-        ("simple_reference", ["--target-entropy", "0.2", "--alpha", "0.1", "--omega-reg", "0.001"]),
+        ("simple_spread", ["--no-pg-baseline", "--target-entropy", "None", "--omega-reg", "0", "--alpha", "1.0"]),
+        ("simple_reference", ["--target-entropy", "0.9", "--alpha", "0.5", "--omega-reg", "0"]),
         ("simple_speaker_listener", ["--fixed-sigma", "0.3"]),
     ],
 )
