@@ -240,7 +240,8 @@ def markdown(found: dict) -> str:
     lines += ["", "| alpha | oracle sigma* | log sigma* spread | at a bound |", "|---|---|---|---|"]
     for alpha, r in found["oracle"].items():
         lines.append(f"| {alpha} | {r['sigma*']:.3f} | {r['log sigma* spread']:.3f} | {r['at a bound']:.2f} |")
-    lines += ["", "| alpha | oracle against itself (new eps): corr | mean abs log error |", "|---|---|---|"]
+    if found["oracle repeatability"]:
+        lines += ["", "| alpha | oracle against itself (new eps): corr | mean abs log error |", "|---|---|---|"]
     for alpha, r in found["oracle repeatability"].items():
         lines.append(f"| {alpha} | {r['corr with oracle']:.2f} | {r['|log sigma - oracle|']:.2f} |")
     lines += ["", "| alpha | omega_i | sigma | log sigma spread | at a bound | corr with oracle | mean abs log error |"]
