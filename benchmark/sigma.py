@@ -7,7 +7,9 @@ curvature of Q_i in a_i it implies (for Q_i(mu + sigma eps) - Q_i(mu) ~ -c sigma
 mean is -2 c sigma^2; eq. (1) then balances at sigma^2 = alpha / (2 c)). With saved models, one evaluation
 episode: sigma per agent against the time step, next to the distance to the goal.
 
-    python benchmark/sigma.py --runs-dir runs --figure docs/sigma.png --episode-figure docs/sigma_episode.png
+    python benchmark/sigma.py --runs-dir runs --episode-figure docs/sigma_episode.png
+    python benchmark/sigma.py --results-dir benchmark/results --figure docs/sigma_training.png \
+        --names ctedd_global_learned_reg ctedd_global_learned
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--episode-figure", default=None, help="sigma along one episode, for the runs of --episode-runs"
     )
-    parser.add_argument("--episode-runs", nargs="*", default=["diag_eq1", "diag_target0.3"])
+    parser.add_argument("--episode-runs", nargs="*", default=["diag_eq1", "diag_default"])
     parser.add_argument("--write", default=None, help="also write the diagnostics of every run to this JSON")
     cli = parser.parse_args()
     found = load_results(cli.results_dir, cli.names) if cli.results_dir else load_runs(cli.runs_dir)
