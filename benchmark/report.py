@@ -316,7 +316,7 @@ def plot_aggregate(found: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(found), figsize=(6.5 * len(found), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(found), figsize=(7 * len(found), 4.5), squeeze=False)
     for ax, (group, (methods, point, interval)) in zip(axes[0], found.items()):
         for row, m in enumerate(methods):
             low, high = interval[m].ravel()
@@ -326,7 +326,7 @@ def plot_aggregate(found: dict, path: str) -> None:
         ax.invert_yaxis()
         ax.axvline(0, color="gray", ls="--", lw=1)
         ax.axvline(1, color="green", ls=":", lw=1)
-        ax.set_xlabel("IQM of the normalised final score (0 random, 1 full information)")
+        ax.set_xlabel("normalised final score, IQM (0: random, 1: full information)", fontsize=9)
         ax.set_title(group)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
