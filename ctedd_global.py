@@ -152,12 +152,16 @@ class GlobalPolicy(nn.Module):
     def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """state (B, S) -> the means' preactivation (mu_i(s) = its tanh) and log sigma_i(s), (N, B, 2) each.
         omega_i reads the trunk's features detached: it never moves the trunk."""
-        features = self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1)
+        features = self.features(state)
         return self.mean_heads(features), squash_log_std(self.omega(features.detach()))
+
+    def features(self, state: torch.Tensor) -> torch.Tensor:
+        """The shared trunk's features of state (B, S), one copy per agent: (N, B, hidden)."""
+        return self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1)
 
     def omega_preactivation(self, state: torch.Tensor) -> torch.Tensor:
         """omega_i's output before the squash, (N, B, 2); log sigma_i(s) = squash_log_std(it)."""
-        return self.omega(self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1).detach())
+        return self.omega(self.features(state).detach())
 
     def ddpg_parameters(self) -> list[nn.Parameter]:
         return [*self.trunk.parameters(), *self.mean_heads.parameters()]
@@ -228,6 +232,12 @@ def omega_loss(log_std, sampled_actions, means, q, alpha):
     policy_gradient = (gaussian_log_prob(sampled_actions, means, log_std) * q).mean(1)
     entropy = gaussian_entropy(log_std).mean(1)
     return -(policy_gradient + alpha * entropy).sum(), policy_gradient, entropy
+
+
+def omega_penalty(preactivation: torch.Tensor, weight: float) -> torch.Tensor:
+    """Ours (--omega-reg): weight * mean_B of omega_i's squared pre-squash output, summed over agents. It
+    keeps the output off tanh's flat tails, where eq. (1)'s gradient vanishes and Adam drives it ever deeper."""
+    return weight * preactivation.pow(2).mean(1).sum()
 
 
 class Temperature(nn.Module):
@@ -404,8 +414,7 @@ def main(args: Args) -> dict:
                 omega_preactivation = policy.omega_preactivation(recent_states)
                 log_std_b = squash_log_std(omega_preactivation)
                 omega_loss_value, omega_pg, entropy = omega_loss(log_std_b, recent_samples, recent_means, q_b, alpha)
-                # ours: keep omega_i's output off tanh's flat tails, where Adam drives it ever further (README)
-                omega_loss_value = omega_loss_value + args.omega_reg * omega_preactivation.pow(2).mean(1).sum()
+                omega_loss_value = omega_loss_value + omega_penalty(omega_preactivation, args.omega_reg)
                 omega_optimizer.zero_grad()
                 omega_loss_value.backward()
                 nn.utils.clip_grad_norm_(policy.omega.parameters(), args.max_grad_norm)
@@ -439,8 +448,8 @@ def main(args: Args) -> dict:
             writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
             writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
             if args.fixed_sigma is None:
-                found = {"step": global_step, "alpha": alpha.tolist()}
-                diagnostics.append({**found, **omega_diagnostics(log_std_b, recent_samples, recent_means, q_b)})
+                found = omega_diagnostics(log_std_b, recent_samples, recent_means, q_b)
+                diagnostics.append({"step": global_step, "alpha": alpha.tolist(), **found})
                 writer.add_scalar("losses/omega_pg", omega_pg.mean().item(), global_step)
                 writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
                 for i, agent in enumerate(envs.agents):

@@ -39,7 +39,15 @@ sys.path.insert(0, str(ROOT))
 from common.engine import make_envs  # noqa: E402
 from common.envs import EPISODE_LENGTH  # noqa: E402
 from common.utils import load_checkpoint  # noqa: E402
-from ctedd_global import LOG_STD_MAX, LOG_STD_MIN, AgentLinear, Critics, GlobalPolicy, omega_loss  # noqa: E402
+from ctedd_global import (  # noqa: E402
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    AgentLinear,
+    Critics,
+    GlobalPolicy,
+    omega_loss,
+    squash_log_std,
+)
 
 LOG_SIGMA_GRID = np.linspace(LOG_STD_MIN, LOG_STD_MAX, 21)
 VARIANTS = {  # name -> changes to the training defaults
@@ -60,9 +68,10 @@ def load_run(run_dir: str) -> tuple[dict, GlobalPolicy, Critics, float]:
         raise SystemExit(f"error: {run_dir} holds no saved model (train with --save-model)")
     checkpoint = load_checkpoint(models[0])
     args = checkpoint["args"]
-    result = json.loads(Path(run_dir, "result.json").read_text())
-    if "omega" not in result:
-        raise SystemExit(f"error: {run_dir} is not a ctedd_global.py run with a learned sigma")
+    result_path = Path(run_dir, "result.json")
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    if not result.get("omega"):
+        raise SystemExit(f"error: {run_dir} is not a finished ctedd_global.py run with a learned sigma")
     envs = make_envs(args, 1)
     policy = GlobalPolicy(envs.num_agents, envs.state_dim, args["hidden_dim"])
     policy.load_state_dict(checkpoint["policy"])
@@ -141,8 +150,9 @@ class Omega(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.linear(features)
-        half = 0.5 * (LOG_STD_MAX - LOG_STD_MIN)
-        return LOG_STD_MIN + half * ((torch.tanh(x) if self.squash else x.clamp(-1, 1)) + 1)
+        if self.squash:
+            return squash_log_std(x)
+        return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (x.clamp(-1, 1) + 1)
 
 
 def retrain(policy, critics, states, alpha, iterations: int, seed: int, **changes) -> torch.Tensor:
@@ -150,7 +160,7 @@ def retrain(policy, critics, states, alpha, iterations: int, seed: int, **change
     setting = {**DEFAULTS, **changes}
     torch.manual_seed(seed)
     with torch.no_grad():
-        features = policy.trunk(states).expand(policy.num_agents, -1, -1)
+        features = policy.features(states)
         means = torch.tanh(policy.mean_heads(features))
     omega = Omega(policy.num_agents, features.shape[-1], setting["squash"])
     optimizer = optim.Adam(omega.parameters(), lr=setting["lr"])
@@ -161,7 +171,7 @@ def retrain(policy, critics, states, alpha, iterations: int, seed: int, **change
             samples = means[:, index] + log_std.exp() * torch.randn_like(log_std)
             executed = samples.clamp(-1, 1) if setting["clip_q"] else samples
             q = critics.own_action(states[index], means[:, index], executed)
-            if setting["baseline"]:
+            if setting["baseline"]:  # as in training: Q_i(s, a) - Q_i(s, mu(s))
                 q = q - critics(states[index], means[:, index])
         loss, _, _ = omega_loss(log_std, samples, means[:, index], q, alpha)
         optimizer.zero_grad()

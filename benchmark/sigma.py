@@ -199,7 +199,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--results-dir", default=None, help="read kept results instead of --runs-dir (no episodes)")
-    parser.add_argument("--names", nargs="*", default=["ctedd_global_learned"], help="with --results-dir: runs")
+    parser.add_argument("--names", nargs="*", default=["ctedd_global_learned_reg"], help="with --results-dir")
     parser.add_argument("--figure", default=None, help="sigma and its spread across states over training")
     parser.add_argument(
         "--episode-figure", default=None, help="sigma along one episode, for the runs of --episode-runs"
@@ -207,6 +207,8 @@ if __name__ == "__main__":
     parser.add_argument("--episode-runs", nargs="*", default=["diag_eq1", "diag_default"])
     parser.add_argument("--write", default=None, help="also write the diagnostics of every run to this JSON")
     cli = parser.parse_args()
+    if cli.results_dir and cli.episode_figure:
+        parser.error("--episode-figure replays saved models: use --runs-dir, not --results-dir")
     found = load_results(cli.results_dir, cli.names) if cli.results_dir else load_runs(cli.runs_dir)
     if not found:
         raise SystemExit(f"error: no run with omega diagnostics under {cli.results_dir or cli.runs_dir}")

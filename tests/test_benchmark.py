@@ -269,6 +269,14 @@ def test_the_omega_probe_reads_a_saved_run(in_tmp):
     assert set(found["retrained"]["0.01"]) == set(omega_probe.VARIANTS)
     assert [row["Q at"] for row in found["estimator"]] == ["clipped action", "unclipped sample"]
     assert "| 0.01 | as trained |" in omega_probe.markdown(found)
+    ctedd_global.main(
+        ctedd_global.Args(
+            **args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4, fixed_sigma=0.3, exp_name="fixed"
+        )
+    )
+    (fixed_dir,) = Path("runs").glob("*__fixed__*")
+    with pytest.raises(SystemExit, match="not a finished ctedd_global.py run with a learned sigma"):
+        omega_probe.load_run(str(fixed_dir))  # no omega_i to probe
 
 
 class StateQuadraticCritic:

@@ -331,7 +331,8 @@ def test_omega_reg_pulls_a_saturated_omega_back_where_eq1_alone_cannot():
         preactivation = policy.omega_preactivation(states)
         log_std = ctedd_global.squash_log_std(preactivation)
         torch.testing.assert_close(log_std, policy(states)[1])  # the same log sigma as acting uses
-        loss = omega_loss(log_std, sampled, means, q, alpha=0.01)[0] + omega_reg * preactivation.pow(2).mean(1).sum()
+        penalty = ctedd_global.omega_penalty(preactivation, omega_reg)
+        loss = omega_loss(log_std, sampled, means, q, alpha=0.01)[0] + penalty
         loss.backward()
         assert all(p.grad is None or not p.grad.any() for p in policy.ddpg_parameters())
         return policy.omega.bias.grad.clone()
