@@ -270,7 +270,7 @@ def main(args: Args) -> dict:
     num_agents, obs_width = eval_envs.num_agents, eval_envs.obs_width
     student = LocalPolicies(num_agents, obs_width, args.hidden_dim, args.message_bits, args.message_type)
     student = student.to(device)
-    optimizer = optim.Adam(student.parameters(), lr=args.learning_rate)
+    optimizer = optim.Adam(student.parameters(), lr=args.learning_rate, fused=True)
     act = local_actor(student, device)
 
     teacher_result = evaluate(eval_envs, global_actor(teacher, device), runs.EVAL_SEED)

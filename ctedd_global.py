@@ -331,11 +331,11 @@ def main(args: Args) -> dict:
     critics = Critics(num_agents, envs.state_dim, args.hidden_dim).to(device)
     target_critics = Critics(num_agents, envs.state_dim, args.hidden_dim).to(device)
     target_critics.load_state_dict(critics.state_dict())
-    q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
-    actor_optimizer = optim.Adam(policy.ddpg_parameters(), lr=args.learning_rate)
-    omega_optimizer = optim.Adam(policy.omega.parameters(), lr=args.learning_rate)
+    q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate, fused=True)
+    actor_optimizer = optim.Adam(policy.ddpg_parameters(), lr=args.learning_rate, fused=True)
+    omega_optimizer = optim.Adam(policy.omega.parameters(), lr=args.learning_rate, fused=True)
     temperature = Temperature(num_agents, args.alpha, args.target_entropy).to(device)
-    alpha_optimizer = optim.Adam(temperature.parameters(), lr=args.learning_rate)
+    alpha_optimizer = optim.Adam(temperature.parameters(), lr=args.learning_rate, fused=True)
 
     # the buffer also records the teacher's mean action mu(s) at collection time, for stage 2
     capacity = min(args.buffer_size, args.total_timesteps)

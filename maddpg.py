@@ -290,8 +290,8 @@ def main(args: Args) -> dict:
     critics = Critics(num_agents, envs.state_dim, action_dim, args.hidden_dim).to(device)
     target_critics = Critics(num_agents, envs.state_dim, action_dim, args.hidden_dim).to(device)
     target_critics.load_state_dict(critics.state_dict())
-    q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate)
-    actor_optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate)
+    q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate, fused=True)
+    actor_optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate, fused=True)
 
     capacity = min(args.buffer_size, args.total_timesteps)
     rb = ReplayBuffer(capacity, num_agents, envs.obs_width, envs.state_dim, action_dim, device=device, seed=args.seed)
