@@ -119,11 +119,13 @@ class AgentLinear(nn.Module):
     def __init__(self, num_agents: int, in_features: int, out_features: int):
         super().__init__()
         bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
-        self.weight = nn.Parameter(torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound))
+        # stored (out, in) as nn.Linear's weight: MKL multiplies by the transposed view of a narrow output's weight
+        # (the actions, Q) about 4x faster than by an (in, out) matrix (benchmark/profile_update.py)
+        self.weight = nn.Parameter(torch.empty(num_agents, out_features, in_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
 
 
 def mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:

@@ -31,7 +31,7 @@ def test_agent_linear_is_one_independent_linear_layer_per_agent():
     x = torch.randn(N, 7, 4)
     for i in range(N):
         single = nn.Linear(4, 5)
-        single.weight.data, single.bias.data = layer.weight[i].T, layer.bias[i, 0]
+        single.weight.data, single.bias.data = layer.weight[i], layer.bias[i, 0]
         torch.testing.assert_close(layer(x)[i], single(x[i]))
 
 
@@ -60,7 +60,7 @@ def test_gradients_reach_the_senders_part_1_and_only_through_received_messages(m
     policy = policies(2, message_type)
     obs = torch.randn(N, 32, W)
     policy(obs)[0].sum().backward()  # agent 0's action only
-    grad = policy.message_net[0].weight.grad  # (N, W, hidden): one slice per sender
+    grad = policy.message_net[0].weight.grad  # (N, hidden, W): one slice per sender
     assert grad[1].abs().sum() > 0 and grad[2].abs().sum() > 0  # agent 0 hears agents 1 and 2
     assert grad[0].abs().sum() == 0  # agent 0's own message is not an input of its own action
 
