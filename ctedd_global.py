@@ -212,9 +212,9 @@ def td_target(rewards, terminations, next_q, gamma):
 
 
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
+    """theta' <- (1 - tau) theta' + tau theta, every parameter in one call."""
     with torch.no_grad():
-        for param, target_param in zip(net.parameters(), target.parameters()):
-            target_param.lerp_(param, tau)
+        torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
