@@ -113,7 +113,7 @@ def iterations_of(marks: list[tuple[str, float, float]]) -> list[tuple[float, fl
     return spans
 
 
-def worker(script: str, extra: list[str], iterations: int, warmup: int, env_id: str) -> dict:
+def worker(script: str, extra: list[str], iterations: int, warmup: int, env_id: str, times_only: bool) -> dict:
     """In the checkout of the current directory: run the script's main twice (without, then with the
     profiler) and split its learning iterations."""
     import torch
@@ -155,6 +155,8 @@ def worker(script: str, extra: list[str], iterations: int, warmup: int, env_id: 
     with contextlib.redirect_stdout(sys.stderr):
         module.main(args)
     plain = [end - start for start, end in spans()]
+    if times_only:
+        return {"iterations": len(plain), "ms": 1e3 * statistics.median(plain)}
     # two profiled runs: one for the times, one for the FLOPs. With with_flops on, new tensors come from
     # fresh pages (here 380 page faults per relu(baddbmm) step against 5 without it) and the element-wise
     # operators run several times slower, so its times are not kept
@@ -242,6 +244,7 @@ def run_worker(tree: Path, label: str, args) -> dict:
     script, extra = CONFIGS[label]
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", label]
     command += ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--env-id", args.env_id]
+    command += ["--times-only"] if args.times_only else []
     done = subprocess.run(command, cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"error: profiling {label} in {tree} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -256,6 +259,9 @@ def table(results: dict) -> str:
     ]
     for tree, by_label in results.items():
         for label, r in by_label.items():
+            if "split_ms" not in r:
+                lines.append(f"| {tree} | {label} | {r['ms']:.2f} |")
+                continue
             split = " | ".join(f"{r['split_ms'][kind]:.2f}" for kind in KINDS)
             rate = r["mflop"] / r["ms"]  # MFLOP per ms = GFLOP/s
             lines.append(
@@ -272,8 +278,9 @@ def main() -> None:
     parser.add_argument("--env-id", default="simple_spread")
     parser.add_argument("--iterations", type=int, default=200, help="learning iterations profiled per run")
     parser.add_argument("--warmup", type=int, default=20, help="learning iterations before those")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per checkout and configuration (median)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per checkout and configuration (the fastest kept)")
     parser.add_argument("--compare", type=Path, help="another checkout, profiled alternately with this one")
+    parser.add_argument("--times-only", action="store_true", help="only the ms per iteration, no profiler")
     parser.add_argument("--top", action="store_true", help="also list the most expensive operators")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -282,7 +289,7 @@ def main() -> None:
         sys.exit("error: --iterations and --repeats must be positive, --warmup not negative")
     if args.worker:
         script, extra = CONFIGS[args.worker]
-        print(json.dumps(worker(script, extra, args.iterations, args.warmup, args.env_id)))
+        print(json.dumps(worker(script, extra, args.iterations, args.warmup, args.env_id, args.times_only)))
         return
     trees = {"this": ROOT}
     if args.compare:
