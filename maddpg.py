@@ -118,9 +118,9 @@ class AgentLinear(nn.Module):
 def agent_mlp(num_agents: int, in_features: int, hidden: int, out_features: int) -> nn.Sequential:
     return nn.Sequential(
         AgentLinear(num_agents, in_features, hidden),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         AgentLinear(num_agents, hidden, hidden),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         AgentLinear(num_agents, hidden, out_features),
     )
 
