@@ -107,8 +107,10 @@ class AgentLinear(nn.Module):
         super().__init__()
         bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
         # stored (out, in) as nn.Linear's weight: MKL multiplies by the transposed view of a narrow output's weight
-        # (the actions, Q) about 4x faster than by an (in, out) matrix (benchmark/profile_update.py)
-        self.weight = nn.Parameter(torch.empty(num_agents, out_features, in_features).uniform_(-bound, bound))
+        # (the actions, Q) 4-5x faster than by an (in, out) matrix (docs/speed.md); drawn (in, out), so that a
+        # seed gives the same initial weights as before that change
+        weight = torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound)
+        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
         self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

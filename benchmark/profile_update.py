@@ -113,17 +113,34 @@ def iterations_of(marks: list[tuple[str, float, float]]) -> list[tuple[float, fl
     return spans
 
 
-def worker(script: str, extra: list[str], iterations: int, warmup: int, env_id: str, times_only: bool) -> dict:
-    """In the checkout of the current directory: run the script's main twice (without, then with the
-    profiler) and split its learning iterations."""
+def worker(
+    script: str, extra: list[str], iterations: int, warmup: int, env_id: str, times_only: bool, root: Path
+) -> dict:
+    """The script of checkout `root`: run its main without the profiler (the times), then unless
+    `times_only` twice with it (the split, the FLOPs), and cut out its learning iterations."""
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
 
-    sys.path.insert(0, os.getcwd())
-    spec = importlib.util.spec_from_file_location("profiled_script", os.path.join(os.getcwd(), script))
+    sys.path.insert(0, str(root))
+    spec = importlib.util.spec_from_file_location("profiled_script", root / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     from common.buffer import ReplayBuffer
+
+    patched = [(module, "multiples_in"), (module, "soft_update"), (ReplayBuffer, "sample")]
+    patched.append((torch.nn.utils, "clip_grad_norm_"))
+    originals = [(owner, name, getattr(owner, name)) for owner, name in patched]
+    cwd = os.getcwd()
+    try:
+        return profiled(module, ReplayBuffer, extra, iterations, warmup, env_id, times_only)
+    finally:  # the wrappers go, so that nothing else in this process is marked
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+        os.chdir(cwd)
+
+
+def profiled(module, ReplayBuffer, extra, iterations, warmup, env_id, times_only) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
 
     marks: list = []  # (kind, start, end) of the loop's checks and samples, perf_counter seconds
 
@@ -289,7 +306,8 @@ def main() -> None:
         sys.exit("error: --iterations and --repeats must be positive, --warmup not negative")
     if args.worker:
         script, extra = CONFIGS[args.worker]
-        print(json.dumps(worker(script, extra, args.iterations, args.warmup, args.env_id, args.times_only)))
+        result = worker(script, extra, args.iterations, args.warmup, args.env_id, args.times_only, Path.cwd())
+        print(json.dumps(result))
         return
     trees = {"this": ROOT}
     if args.compare:

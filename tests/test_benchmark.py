@@ -329,3 +329,24 @@ def test_the_report_bootstraps_the_same_resamples_every_time():
     assert first[0] == again[0] and np.array_equal(first[1], again[1])
     intervals = [report.iqm_intervals({"x": x}, reps=200)[1]["x"].tolist() for _ in range(2)]
     assert intervals[0] == intervals[1]
+
+
+def test_profile_update_cuts_learning_iterations_from_sample_to_the_next_mark():
+    import profile_update
+
+    # a loop step: its check, two iterations (sample ... sample ...), the next checks; then a step without any
+    marks = [("check", 0, 1), ("sample", 2, 3), ("sample", 5, 6), ("check", 9, 10), ("check", 11, 12)]
+    marks += [("check", 20, 21), ("sample", 22, 23), ("check", 30, 31)]
+    assert profile_update.iterations_of(marks) == [(1, 5), (5, 9), (21, 30)]
+
+
+def test_profile_update_splits_a_real_iteration_into_its_kinds(in_tmp):
+    import profile_update
+
+    result = profile_update.worker("maddpg.py", [], 3, 1, "simple_spread", False, profile_update.ROOT)
+    split = result["split_ms"]
+    assert result["iterations"] == 3 and set(split) == set(profile_update.KINDS)
+    assert all(split[kind] > 0 for kind in ("sample", "optimizer", "clip", "soft update", "matmul"))
+    assert sum(split.values()) == pytest.approx(result["profiled_ms"], rel=0.5)  # mean against median
+    # the critics' and policies' matrix products: MADDPG-0 on spread, batch 1024, 2x64 networks, 3 agents
+    assert 300 < result["mflop"] < 450

@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 from conftest import TINY, assert_one_line_error, run_script
 
+import ctedd_global
 import maddpg
 from common.envs import task_name
 from maddpg import (
@@ -33,6 +34,17 @@ def test_agent_linear_is_one_independent_linear_layer_per_agent():
         single = nn.Linear(4, 5)
         single.weight.data, single.bias.data = layer.weight[i], layer.bias[i, 0]
         torch.testing.assert_close(layer(x)[i], single(x[i]))
+
+
+@pytest.mark.parametrize("script", [maddpg, ctedd_global])
+def test_soft_update_moves_every_target_parameter_a_fraction_tau_toward_the_network(script):
+    torch.manual_seed(0)
+    net, target = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    before = [p.detach().clone() for p in target.parameters()]
+    script.soft_update(net, target, 0.25)
+    for old, new, online in zip(before, target.parameters(), net.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * online)
+    assert all(p.requires_grad for p in net.parameters())
 
 
 @pytest.mark.parametrize("k", [1, 3])
