@@ -133,7 +133,12 @@ def restore(
     """Load the networks, optimizers and RNG of a checkpoint, and the replay buffer saved with it into
     a buffer shaped like `rb`; returns the checkpoint's env step, its evaluations so far and that buffer."""
     for name, module in modules.items():
-        module.load_state_dict(checkpoint[name])
+        try:
+            module.load_state_dict(checkpoint[name])
+        except (KeyError, RuntimeError, ValueError) as err:  # another script's, or an older layout's
+            raise UsageError(
+                f"{run_dir}/checkpoint.pt: its {name} does not fit this script: {type(err).__name__}"
+            ) from err
     torch.set_rng_state(checkpoint["torch_rng"])
     num_agents, _, obs_width = rb.data["obs"].shape
     state_dim, action_dim = rb.data["states"].shape[1], rb.data["actions"].shape[2]

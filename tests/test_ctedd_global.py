@@ -189,6 +189,18 @@ def test_resume_continues_the_step_count_and_the_curve(tmp_path):
     assert_one_line_error(at_budget, f"runs/{run_dir.name} is already at env step 600; pass --total-timesteps above")
 
 
+def test_resume_refuses_a_checkpoint_whose_networks_do_not_fit(tmp_path):
+    first = run_script("ctedd_global.py", "--env-id", "simple_push", *TINY, "--total-timesteps", "300", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    weight = checkpoint["policy"]["mean_heads.weight"]
+    checkpoint["policy"]["mean_heads.weight"] = weight.transpose(1, 2).contiguous()  # the layout before #20
+    torch.save(checkpoint, run_dir / "checkpoint.pt")
+    resumed = run_script("ctedd_global.py", *TINY, "--resume", f"runs/{run_dir.name}", cwd=tmp_path)
+    assert_one_line_error(resumed, "checkpoint.pt: its policy does not fit this script")
+
+
 def test_periodic_checkpoint_and_crash_safety(tmp_path):
     result = run_script(
         "ctedd_global.py", "--env-id", "simple_push", *TINY, "--checkpoint-frequency", "200", cwd=tmp_path
