@@ -106,9 +106,8 @@ class AgentLinear(nn.Module):
     def __init__(self, num_agents: int, in_features: int, out_features: int):
         super().__init__()
         bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
-        # stored (out, in) as nn.Linear's weight: MKL multiplies by the transposed view of a narrow output's weight
-        # (the actions, Q) 4-5x faster than by an (in, out) matrix (docs/speed.md); drawn (in, out), so that a
-        # seed gives the same initial weights as before that change
+        # drawn (in, out) as before, stored (out, in) as nn.Linear's: MKL multiplies by a narrow layer's
+        # transposed weight (actions, Q) 4-5x faster (docs/speed.md)
         weight = torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound)
         self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
         self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
