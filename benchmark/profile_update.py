@@ -7,7 +7,7 @@ splits every learning iteration (from the buffer sample to the end of the soft u
 - marked calls, their whole wall time with the Python in them: the buffer's sample (numpy gather and
   the copy to tensors), Adam's step and zero_grad, the gradient clipping, the soft update;
 - outside them, the operators' own (self) time by kind: matrix products (forward and backward),
-  copies (copy, clone, cat, index, expand, ...), the autograd engine's bookkeeping, the other
+  copies and allocations (copy, clone, cat, index, expand, empty, ...), the autograd engine's bookkeeping, the other
   element-wise ops and reductions;
 - the rest, Python and dispatch between operators: the iteration's wall time minus all of the above.
 
@@ -100,6 +100,13 @@ def marked_kind(event) -> str | None:
     return name if name in MARKED else None
 
 
+def under_a_mark(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None and not marked_kind(parent):
+        parent = parent.cpu_parent
+    return parent is not None
+
+
 def iterations_of(marks: list[tuple[str, float, float]]) -> list[tuple[float, float]]:
     """Each learning iteration's (start, end) from the loop's marks (kind, start, end) in time order: an
     iteration begins at its sample (the first of a loop step: where the check before it ends, so that
@@ -189,7 +196,6 @@ def profiled(module, ReplayBuffer, extra, iterations, warmup, env_id, times_only
     return {
         "iterations": len(plain),
         "ms": 1e3 * statistics.median(plain),
-        "ms_mean": 1e3 * statistics.fmean(plain),
         "profiled_ms": timed["wall_ms"],
         "split_ms": timed["split_ms"],
         "operators": timed["operators"],
@@ -222,24 +228,14 @@ def split_iterations(events, spans: list, sample_marks: list) -> dict:
             index += 1
             parent = event.cpu_parent
             operators += event.name.startswith("aten::") and not (parent and parent.name.startswith("aten::"))
-            parent, inside = event.cpu_parent, False
-            while parent is not None:
-                if marked_kind(parent):
-                    inside = True
-                    break
-                parent = parent.cpu_parent
-            if inside:
-                if event.name in MATMULS:
-                    flops += event.flops
+            flops += event.flops if event.name in MATMULS else 0
+            if under_a_mark(event):  # counted in its marked call's wall time
                 continue
             kind = marked_kind(event)
             if kind:
                 time_spent = event.time_range.end - event.time_range.start
             else:
-                kind = kind_of(event)
-                time_spent = event.self_cpu_time_total
-                if event.name in MATMULS:
-                    flops += event.flops
+                kind, time_spent = kind_of(event), event.self_cpu_time_total
             if kind:
                 split[kind] += time_spent
                 covered += time_spent
@@ -320,7 +316,7 @@ def main() -> None:
             for name, tree in trees.items():  # alternately, so that a busy moment hits both
                 runs[name][label].append(run_worker(tree, label, args))
     results = {
-        name: {label: min(rs, key=lambda r: r["ms"]) if len(rs) > 1 else rs[0] for label, rs in by_label.items()}
+        name: {label: min(rs, key=lambda r: r["ms"]) for label, rs in by_label.items()}
         for name, by_label in runs.items()
     }
     print(f"one learning iteration on {args.env_id}: ms without the profiler (median of {args.iterations}),")
