@@ -56,7 +56,9 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
     num_envs: int = 16
     """environments stepped together by the batched engine (16: see README, "Speed")"""
     learning_rate: float = 1e-2
-    """the learning rate of every optimizer"""
+    """the actors' learning rate (and omega_i's and alpha's)"""
+    critic_learning_rate: float = 1e-2
+    """the critics' learning rate"""
     buffer_size: int = 1_000_000
     """the replay memory buffer size"""
     gamma: float = 0.95
@@ -334,7 +336,7 @@ def main(args: Args) -> dict:
     critics = Critics(num_agents, envs.state_dim, args.hidden_dim).to(device)
     target_critics = Critics(num_agents, envs.state_dim, args.hidden_dim).to(device)
     target_critics.load_state_dict(critics.state_dict())
-    q_optimizer = optim.Adam(critics.parameters(), lr=args.learning_rate, fused=True)
+    q_optimizer = optim.Adam(critics.parameters(), lr=args.critic_learning_rate, fused=True)
     actor_optimizer = optim.Adam(policy.ddpg_parameters(), lr=args.learning_rate, fused=True)
     omega_optimizer = optim.Adam(policy.omega.parameters(), lr=args.learning_rate, fused=True)
     temperature = Temperature(num_agents, args.alpha, args.target_entropy).to(device)

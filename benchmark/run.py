@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import shlex
 import shutil
@@ -107,15 +108,24 @@ def build_grid(
     distill_args=(),
     methods=("ctedd", "maddpg"),
     channels=("differentiable",),
+    tuned: dict | None = None,
 ) -> list[Job]:
+    """`tuned` (benchmark/tuned.json): per task, the settings benchmark/tune.py chose for ctedd_global and
+    maddpg_k3_{channel}; MADDPG-0 and -1 take their channel's MADDPG-3 setting (-0: the differentiable one's)."""
     for task in tasks:
         parse_task(task)  # refuse an unknown task before anything runs
+        if tuned is not None and task not in tuned:
+            raise UsageError(f"no tuned settings for task {task} in the tuned file (benchmark/tune.py --write-tuned)")
+    settings = tuned or {}
     jobs = []
     for seed in seeds:  # seed by seed: a grid cut short still has every task and method at the same seeds
         for task in tasks:
             budget_args = ["--total-timesteps", str(budget)]
             if "ctedd" in methods:
-                stage1 = Job("ctedd_global", "ctedd_global.py", task, seed, budget_args + list(ctedd_args))
+                ctedd_tuned = settings.get(task, {}).get("ctedd_global", [])
+                stage1 = Job(
+                    "ctedd_global", "ctedd_global.py", task, seed, budget_args + list(ctedd_args) + ctedd_tuned
+                )
                 distill = [["--message-bits", str(k), *distill_args] for k in bits]
                 jobs += [stage1] + [
                     Job("ctedd_distill", "ctedd_distill.py", task, seed, args, after=stage1) for args in distill
@@ -125,6 +135,7 @@ def build_grid(
                     for channel in channels if k > 0 else ["differentiable"]:
                         name = f"maddpg_k{k}" + (f"_{channel}" if k > 0 else "")
                         args = budget_args + ["--message-bits", str(k), "--channel", channel, *maddpg_args]
+                        args += settings.get(task, {}).get(f"maddpg_k3_{channel}", [])
                         jobs.append(Job(name, "maddpg.py", task, seed, args))
     for job in jobs:
         job.scripts_dir = SCRIPTS_DIR
@@ -222,6 +233,15 @@ def drop_buffer(run_dir: str | None) -> None:
             os.remove(os.path.join(run_dir, name))
 
 
+def read_tuned(path: str) -> dict:
+    """benchmark/tuned.json: {task: {method: [flags]}}, written by benchmark/tune.py --write-tuned."""
+    try:
+        with open(path) as f:
+            return json.load(f)["settings"]
+    except (OSError, ValueError, KeyError) as err:
+        raise UsageError(f"cannot read the tuned settings {path}: {err}") from None
+
+
 def log_path(job: Job, logs_dir: str) -> str:
     extra = "_k" + job.args[job.args.index("--message-bits") + 1] if job.script == "ctedd_distill.py" else ""
     return os.path.join(logs_dir, f"{job.task}__{job.name}{extra}__{job.seed}.log")
@@ -240,6 +260,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--channels", nargs="+", choices=["differentiable", "reinforced"], default=["differentiable", "reinforced"]
     )
+    parser.add_argument("--tuned", default=None, help="each method's tuned settings per task (benchmark/tuned.json)")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--logs-dir", default="benchmark/logs")
@@ -275,6 +296,7 @@ if __name__ == "__main__":
             ["--cuda"] * cli.cuda + shlex.split(cli.distill_args),
             cli.methods,
             cli.channels,
+            read_tuned(cli.tuned) if cli.tuned else None,
         )
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None

@@ -130,6 +130,11 @@ class Scenario:
         """(A, B) float64."""
         raise NotImplementedError
 
+    def targets(self, view: View) -> dict[int, np.ndarray]:
+        """The agents that must reach a landmark of their own (the MADDPG paper's measure of communication):
+        agent index -> that landmark's index per environment, (B,). None here."""
+        return {}
+
 
 class Spread(Scenario):
     def __init__(self, world, agent_neighbors, landmark_neighbors):
@@ -255,6 +260,9 @@ class SpeakerListener(Scenario):
         reward = -(square[0] + square[1])  # mpe2: minus the listener's squared distance, for both agents
         return np.stack([reward, reward])
 
+    def targets(self, v):
+        return {1: v.goals[0]}  # the listener's goal
+
 
 class Reference(Scenario):
     num_goals = 2  # goals[i]: the landmark agent i knows, which the *other* agent must reach
@@ -268,6 +276,9 @@ class Reference(Scenario):
         local = -np.take_along_axis(v.landmark_distance[::-1], v.goals[:, None], axis=1)[:, 0]
         shared = (local[0] + local[1]) / 2
         return shared * 0.5 + local * 0.5  # mpe2's local_ratio 0.5
+
+    def targets(self, v):
+        return {0: v.goals[1], 1: v.goals[0]}  # each agent must reach the landmark the other one knows
 
 
 SCENARIOS = {
@@ -450,7 +461,7 @@ class BatchedMPE:
         returns = self.returns[done]
         teams = np.array(self.teams)
         team_returns = {team: float(returns[:, teams == team].sum(1).mean()) for team in TEAMS if team in self.teams}
-        return {
+        summary = {
             "returns": dict(zip(self.agents, returns.mean(0).tolist())),
             "team_returns": team_returns,
             "sum": float(returns.sum(1).mean()),
@@ -458,6 +469,17 @@ class BatchedMPE:
             "count": int(done.sum()),
             "sums": returns.sum(1).tolist(),
         }
+        view = self.view()
+        targets = self.scenario.targets(view)
+        if targets:  # at the episode's last step: the distance to the agent's landmark, and whether it is the nearest
+            distances = view.landmark_distance[..., done]  # (A, L, episodes)
+            summary["goal_distance"], summary["goal_reached"] = {}, {}
+            for agent, goal in targets.items():
+                own = np.take_along_axis(distances[agent], goal[None, done], axis=0)[0]
+                name = self.agents[self.learner_row[agent]]
+                summary["goal_distance"][name] = float(own.mean())
+                summary["goal_reached"][name] = float((distances[agent].argmin(0) == goal[done]).mean())
+        return summary
 
 
 def contiguous(indices: list[int]) -> slice:

@@ -350,3 +350,95 @@ def test_profile_update_splits_a_real_iteration_into_its_kinds(in_tmp):
     assert sum(split.values()) == pytest.approx(result["profiled_ms"], rel=0.5)  # mean against median
     # the critics' and policies' matrix products: MADDPG-0 on spread, batch 1024, 2x64 networks, 3 agents
     assert 300 < result["mflop"] < 450
+
+
+def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defaults():
+    import tune
+
+    configs = tune.configurations("maddpg_k3_differentiable")
+    assert configs == tune.configurations("maddpg_k3_differentiable")  # seeded: the same on every machine
+    assert len(configs) == tune.CONFIGS >= 16 and len({json.dumps(c) for c in configs}) == len(configs)
+    assert configs[0] == {**tune.DEFAULTS, "exploration_noise": 1.0}  # the v2 setting competes too
+    assert all(1e-4 <= c["learning_rate"] <= 1e-2 and 50 <= c["train_frequency"] <= 200 for c in configs)
+    ctedd = tune.configurations("ctedd_global")
+    shared = [{k: v for k, v in c.items() if k in tune.DEFAULTS} for c in configs]
+    assert shared == [
+        {k: v for k, v in c.items() if k in tune.DEFAULTS} for c in ctedd
+    ]  # the same points for every method
+    assert all("exploration_noise" not in c and 0.05 <= c["target_sigma"] <= 0.6 for c in ctedd)
+    flags = tune.flags({"target_sigma": 0.3, "batch_size": 512})
+    assert flags[0] == "--target-entropy" and float(flags[1]) == pytest.approx(
+        math.log(0.3 * math.sqrt(2 * math.pi * math.e)), abs=1e-6
+    )
+    assert flags[2:] == ["--batch-size", "512"]
+
+
+def test_the_tuning_score_punishes_a_curve_that_collapses():
+    import tune
+
+    references = {"t": {"random": -80.0, "full information": -10.0}}
+    steps = range(25_000, 500_001, 25_000)
+    holds = [[s, -10.0 if s >= 100_000 else -80.0] for s in steps]
+    collapses = [[s, -10.0 if 100_000 <= s < 400_000 else -45.0] for s in steps]
+    assert tune.score(holds, "t", references) == pytest.approx(1.0)
+    assert tune.score(collapses, "t", references) == pytest.approx((2 * 1.0 + 5 * 0.5) / 7)  # 350k-500k: 2 of 7 high
+    late = [[s, -80.0 if s < 350_000 else -10.0] for s in steps]
+    assert tune.score(late, "t", references) == pytest.approx(1.0)  # only the tail counts
+
+
+TUNING_SCRIPT = """
+import json, math, os, sys, time
+argv = sys.argv[1:]
+arg = lambda name: argv[argv.index(name) + 1]
+exp, seed, budget = arg("--exp-name"), int(arg("--seed")), int(arg("--total-timesteps"))
+with open("events.txt", "a") as f:
+    f.write(f"{exp} {seed}\\n")
+value = -10.0 - 20.0 * (math.log10(float(arg("--learning-rate"))) + 2.5) ** 2 - seed % 2  # best at lr 10^-2.5
+run_dir = f"runs/{arg('--env-id')}__{exp}__{seed}__{time.time_ns()}"
+os.makedirs(run_dir)
+open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
+curve = [[budget // 2, -78.0], [budget, value]]
+with open(os.path.join(run_dir, "result.json"), "w") as f:
+    json.dump({"curve": curve, "minutes": 0.01}, f)
+"""
+
+
+def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_it_stopped(tmp_path, monkeypatch):
+    import tune
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "maddpg.py").write_text(TUNING_SCRIPT)
+    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
+    monkeypatch.chdir(tmp_path)
+    outcome = tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)
+    started = (tmp_path / "events.txt").read_text().split("\n")[:-1]
+    assert len(started) == (16 + 4) * 2 and {line.split()[1] for line in started} == {"101", "102"}
+    first, second = outcome["rungs"]
+    assert first["budget"] == 200_000 and second["budget"] == 500_000 and len(second["scores"]) == 4
+    ranked = sorted(first["scores"], key=lambda i: -np.mean(first["scores"][i]))
+    assert sorted(second["scores"]) == sorted(ranked[:4])  # the best quarter goes on
+    configs = outcome["configurations"]
+    best = min(range(16), key=lambda i: abs(math.log10(configs[i]["learning_rate"]) + 2.5))
+    assert outcome["chosen"] == best and outcome["env_steps"] == 2 * (16 * 200_000 + 4 * 500_000)
+    assert outcome["chosen_flags"][:2] == ["--learning-rate", str(configs[best]["learning_rate"])]
+    tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)  # all kept: nothing runs again
+    assert len((tmp_path / "events.txt").read_text().split("\n")[:-1]) == len(started)
+    table = tune.report("simple_speaker_listener", str(tmp_path / "tuning.png"))
+    assert f"| {best} (chosen) |" in table and "| 0 (v2 defaults) |" in table and (tmp_path / "tuning.png").is_file()
+    tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
+    assert tuned["settings"] == {"simple_speaker_listener": {"maddpg_k3_reinforced": outcome["chosen_flags"]}}
+    jobs = run.build_grid(
+        ["simple_speaker_listener"],
+        [1],
+        [0, 3],
+        5000,
+        methods=["maddpg"],
+        channels=["reinforced"],
+        tuned=tuned["settings"],
+    )
+    reinforced = [job for job in jobs if job.name == "maddpg_k3_reinforced"][0]
+    assert reinforced.args[-len(outcome["chosen_flags"]) :] == outcome["chosen_flags"]
+    with pytest.raises(run.UsageError, match="no tuned settings for task simple_reference"):
+        run.build_grid(["simple_reference"], [1], [3], 5000, tuned=tuned["settings"])

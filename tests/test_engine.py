@@ -119,6 +119,41 @@ def test_evaluation_runs_every_episode_at_once_on_mpe2s_seeds():
     assert result["count"] == 5 and result["sum"] == pytest.approx(np.mean(expected))
 
 
+@pytest.mark.parametrize("env_id", ["simple_speaker_listener", "simple_reference"])
+def test_evaluation_measures_whether_each_mover_ends_at_its_own_landmark(env_id):
+    """The MADDPG paper's measure: at the last step, the mover's distance to its goal and whether its
+    goal is the nearest landmark. Steering to the goal reaches it; steering to another landmark never does."""
+    import sys
+
+    sys.path.insert(0, "benchmark")
+    from reference_returns import communication_forces
+
+    def steer_to(shift):
+        def act(obs, state):
+            forces = []
+            for env_obs in obs:
+                if env_id == "simple_speaker_listener":  # the colour the speaker sees, rolled: another landmark
+                    told = np.roll(env_obs[0, :3], shift)
+                    env_obs = np.concatenate([[np.concatenate([told, env_obs[0, 3:]])], env_obs[1:]])
+                else:
+                    env_obs = env_obs.copy()
+                    env_obs[:, 8:11] = np.roll(env_obs[:, 8:11], shift, axis=1)
+                forces.append(communication_forces(env_id, env_obs, "full information"))
+            return np.array(forces)
+
+        return act
+
+    envs = make_envs({"env_id": env_id}, num_envs=40)
+    movers = ["listener_0"] if env_id == "simple_speaker_listener" else envs.agents
+    to_goal, elsewhere = evaluate(envs, steer_to(0), 10_000), evaluate(envs, steer_to(1), 10_000)
+    assert set(to_goal["goal_reached"]) == set(movers) == set(to_goal["goal_distance"])
+    for mover in movers:
+        assert to_goal["goal_reached"][mover] >= 0.95 and to_goal["goal_distance"][mover] < 0.1
+        assert elsewhere["goal_reached"][mover] == 0.0 and elsewhere["goal_distance"][mover] > 0.2
+    spread = evaluate(make_envs({"env_id": "simple_spread"}, 4), lambda obs, state: np.zeros((4, 3, 2)), 10_000)
+    assert "goal_reached" not in spread  # no agent of spread has a landmark of its own
+
+
 @pytest.mark.parametrize("num_envs", [1, 3, 4, 16, 150])
 @pytest.mark.parametrize("every, first", [(50, 200), (100, 0), (7, 33)])
 def test_learning_iterations_per_env_step_do_not_depend_on_the_number_of_environments(num_envs, every, first):
