@@ -10,7 +10,11 @@ at the replay batch just sampled:
   its colour), at most log2 3 = 1.58; `message_entropy`: H(message) in bits;
 - `listener_use`: how far the listener's force moves when every bit it hears is flipped, mean L2;
 - `speaker_grad` and `listener_grad`: the norm of the actor loss's gradient reaching the speaker's
-  Part 1 and the listener's Part 2 before clipping (`clip_grad_norm_` over all the actor's parameters).
+  Part 1 and the listener's Part 2 before clipping (`clip_grad_norm_` over all the actor's parameters);
+- `alive_first`, `alive_second`: the share of the speaker's hidden ReLU units (first, second layer of
+  Part 1) active for some goal of the batch; `varying_second`: those whose output depends on the goal.
+  When no unit of the second layer is alive, the message is the last layer's bias for every goal and
+  no gradient reaches the layers below: the channel is dead for good (docs/tuning.md).
 
 The script is not changed: the probe wraps `make_policy` (to find the policy), `ReplayBuffer.sample`
 (the batch) and `clip_grad_norm_` (the gradients), and restores them afterwards. Writes one JSON per
@@ -135,18 +139,18 @@ def figure(paths: list[str], out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    signals = [
-        ("return", "evaluation return"),
-        ("info_bits", "I(goal; message), bits"),
-        ("saturated", "saturated logits"),
+    signals = [("return", "evaluation return"), ("info_bits", "I(goal; message), bits")]
+    signals += [
+        ("alive_second", "speaker's 2nd hidden layer: units alive"),
+        ("saturated", "speaker's logits saturated"),
     ]
-    signals += [("speaker_grad", "gradient reaching the speaker's Part 1")]
     fig, axes = plt.subplots(1, len(signals), figsize=(4.2 * len(signals), 3.4))
     for path in sorted(paths):
         run = json.loads(Path(path).read_text())
         label = Path(path).stem.replace("__", " seed ")
         style = "-" if "lr0.01" in label else "--"
         for ax, (key, title) in zip(axes, signals):
+            ax.grid(alpha=0.3)
             if key == "return":
                 x, y = zip(*run["curve"])
             else:
@@ -154,7 +158,6 @@ def figure(paths: list[str], out: str) -> None:
             ax.plot(np.array(x) / 1e3, y, style, label=label, linewidth=1.2)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("env steps (thousands)")
-    axes[-1].set_yscale("log")
     axes[0].legend(fontsize=7)
     fig.suptitle("MADDPG-3 (differentiable channel) on speaker-listener: solid lr 1e-2, dashed lr 1e-3", fontsize=10)
     fig.tight_layout()

@@ -4,7 +4,7 @@ The protocol, the same for every method and task:
 - a search space per method (`space`), over the settings that matter: the actors' and the critics'
   learning rates, tau, the update ratio (`--train-frequency`), the batch size, the action penalty and
   the exploration (MADDPG's noise std; CTEDD's target sigma, as `--target-entropy`);
-- `CONFIGS` configurations: the scripts' defaults (the v2 setting) and the first points of a scrambled
+- `CONFIGS` configurations: the scripts' defaults (MADDPG's: the v2 setting) and the first points of a scrambled
   Sobol sequence drawn by Optuna's QMCSampler (seeded: the same configurations on every machine);
 - synchronous successive halving (`RUNGS`): every configuration runs `RUNGS[0]` env steps on each tuning
   seed, the best quarter again from scratch for `RUNGS[1]` steps; the best at the last rung is chosen.
@@ -53,7 +53,7 @@ SEEDS = (101, 102)
 EVAL_FREQUENCY = 25_000  # a point of the learning curve every 25k env steps
 TAIL = 0.3  # the score: the last 30% of the learning curve
 GAUSSIAN_ENTROPY = 0.5 * math.log(2 * math.pi * math.e)  # entropy of N(0, 1) per dimension, nats
-# the scripts' defaults, the setting Benchmark v2 ran (its sigma: ctedd_global.py's target entropy 0.2149)
+# the scripts' defaults before tuning (MADDPG's are Benchmark v2's; v2 ran CTEDD-G with a fixed alpha 1.0)
 DEFAULTS = {
     "learning_rate": 1e-2,
     "critic_learning_rate": 1e-2,
@@ -204,7 +204,7 @@ def table(outcome: dict) -> str:
     for i in sorted(first["scores"], key=rank):
         settings = " | ".join(f"{outcome['configurations'][int(i)][n]:g}" for n in names)
         later = f"{np.mean(last['scores'][i]):.3f}" if i in last["scores"] else ""
-        mark = " (chosen)" if int(i) == outcome["chosen"] else " (v2 defaults)" if i == "0" else ""
+        mark = " (chosen)" if int(i) == outcome["chosen"] else " (defaults)" if i == "0" else ""
         lines += [f"| {i}{mark} | {settings} | {np.mean(first['scores'][i]):.3f} | {later} |"]
     return "\n".join(lines)
 
@@ -234,7 +234,7 @@ def report(task: str, figure: str | None) -> str:
                 ax.scatter([], [], color=color, label=f"{rung['budget'] // 1000}k env steps")
             ax.axvline(outcome["chosen"], color="tab:green", linewidth=0.8, linestyle="--", label="chosen")
             ax.set_title(outcome["method"], fontsize=10)
-            ax.set_xlabel("configuration (0: the v2 defaults)")
+            ax.set_xlabel("configuration (0: the defaults)")
             ax.set_xticks(range(len(outcome["configurations"])))
         axes[0][0].set_ylabel("score: normalised return, last 30% of the curve")
         axes[0][0].legend(fontsize=8)
@@ -244,6 +244,104 @@ def report(task: str, figure: str | None) -> str:
         fig.savefig(figure, dpi=90)
         plt.close(fig)
     return "\n".join(lines)
+
+
+TUNED_RESULTS = ROOT / "benchmark" / "results" / "tuned"  # the grid's runs at the tuned settings, seeds 1-5
+COMPARED = ("ctedd_global", "ctedd_distill_k3", "maddpg_k3_differentiable", "maddpg_k3_reinforced")
+PAPER_REACH = {"MADDPG (Lowe et al. 2017, Table 1)": 0.84, "DDPG (same table)": 0.32}  # as commonly cited
+
+
+def compare(task: str, figure: str | None = None, reps: int = 2000) -> str:
+    """Each method at its tuned settings (benchmark/results/tuned) against Benchmark v2 (benchmark/results), seeds
+    1-5: final return, normalised IQM, P(tuned > v2), the largest fall from the best point of the curve, and the
+    goal measures; with `figure`, v2's and the tuned learning curves, one panel per method."""
+    import report
+
+    references = report.load_references()
+    v2, tuned = report.load_results(report.RESULTS_DIR).get(task, {}), report.load_results(TUNED_RESULTS).get(task, {})
+    lines = [f"### {task}: tuned against Benchmark v2, evaluation seeds 1-5", ""]
+    columns = (
+        "v2 final | tuned final | tuned IQM [95% CI] | P(tuned > v2) [95% CI] | fall from best | reached | distance"
+    )
+    lines += [f"| method | {columns} |"]
+    lines += ["|---|---|---|---|---|---|---|---|"]
+    for method in COMPARED:
+        if method not in tuned:
+            continue
+        seeds = sorted(tuned[method])
+        finals = np.array([tuned[method][s]["final"]["sum"] for s in seeds])
+        scores = report.normalise(finals, task, references)[:, None]
+        (iqm, interval), label = report.iqm_intervals({"m": scores}, reps), report.METHODS[method][0]
+        row = f"| {label} | "
+        if method in v2 and len(v2[method]) >= len(seeds):
+            old = np.array([v2[method][s]["final"]["sum"] for s in sorted(v2[method])])
+            p, p_interval = report.improvement(scores, report.normalise(old, task, references)[:, None], reps)
+            row += f"{old.mean():.1f} ± {old.std():.1f} (n={len(old)}) | "
+        else:
+            p, p_interval, row = None, None, row + "| "
+        row += f"{finals.mean():.1f} ± {finals.std():.1f} (n={len(seeds)}) | {iqm['m'][0]:.3f} "
+        row += f"[{interval['m'][0, 0]:.3f}, {interval['m'][1, 0]:.3f}] | "
+        row += f"{p:.2f} [{p_interval[0]:.2f}, {p_interval[1]:.2f}] | " if p is not None else "| "
+        falls = [fall_from_best(tuned[method][s]["curve"], task, references) for s in seeds]
+        row += f"{max(falls):.3f} | " if not method.startswith("ctedd_distill") else "| "
+        reach = [tuned[method][s]["final"].get("goal_reached") for s in seeds]
+        if all(reach):
+            agents = list(reach[0])
+            row += ", ".join(f"{np.mean([r[a] for r in reach]):.0%}" for a in agents) + " | "
+            distances = [tuned[method][s]["final"]["goal_distance"] for s in seeds]
+            row += ", ".join(f"{np.mean([d[a] for d in distances]):.3f}" for a in agents) + " |"
+        else:
+            row += "| |"
+        lines += [row]
+    for name, share in PAPER_REACH.items():
+        lines += [f"| {name}, their MPE | | | | | | {share:.1%} | |"]
+    if figure:
+        curves_figure(task, v2, tuned, references, figure)
+    return "\n".join(lines)
+
+
+def fall_from_best(curve: list, task: str, references: dict) -> float:
+    """How far (normalised) the end of the learning curve lies below its best point."""
+    low, high = references[task]["random"], references[task]["full information"]
+    values = [(value - low) / (high - low) for _, value in curve]
+    return float(max(values) - values[-1])
+
+
+def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import report
+
+    trained = [m for m in COMPARED if m in tuned and not m.startswith("ctedd_distill")]
+    fig, axes = plt.subplots(1, len(trained), figsize=(5 * len(trained), 3.8), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], trained):
+        for runs, colour, name in ((v2.get(method, {}), "tab:gray", "v2"), (tuned[method], "tab:blue", "tuned")):
+            if not runs:
+                continue
+            steps = sorted(set.intersection(*(set(dict(r["curve"])) for r in runs.values())))
+            values = np.array([[dict(r["curve"])[s] for s in steps] for r in runs.values()])
+            for seed_curve in values:
+                ax.plot(np.array(steps) / 1e3, seed_curve, color=colour, alpha=0.25, lw=0.8)
+            ax.plot(np.array(steps) / 1e3, values.mean(0), color=colour, lw=2, label=f"{name}, mean of {len(values)}")
+        if method == "ctedd_global" and "ctedd_distill_k3" in tuned:
+            finals = [r["final"]["sum"] for r in tuned["ctedd_distill_k3"].values()]
+            ax.errorbar([1020], [np.mean(finals)], yerr=[np.std(finals)], fmt="o", color="tab:green", capsize=3)
+            ax.plot([], [], "o", color="tab:green", label="CTEDD-3 from the tuned teacher")
+        for name in ("random", "no message", "full information"):
+            if name in references[task]:
+                ax.axhline(references[task][name], color="black", ls=":", lw=0.8)
+                ax.annotate(name, (2, references[task][name]), fontsize=7, va="bottom")
+        ax.set_title(report.METHODS[method][0], fontsize=10)
+        ax.set_xlabel("env steps (thousands)")
+        ax.set_ylim(references[task]["random"] - 10, references[task]["full information"] + 5)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("evaluation return (thin: each seed)")
+    fig.suptitle(f"{task}: Benchmark v2 settings against the tuned settings, evaluation seeds 1-5", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
@@ -256,10 +354,11 @@ if __name__ == "__main__":
     parser.add_argument("--report", nargs="?", const="", default=None, help="print the table (and draw the figure)")
     parser.add_argument("--list", action="store_true", help="print each method's configurations only")
     parser.add_argument("--write-tuned", default=None, help="write every tuned task's chosen flags here (tuned.json)")
+    parser.add_argument("--compare", nargs="?", const="", default=None, help="tuned against v2 (and draw the curves)")
     cli = parser.parse_args()
     try:
-        if (cli.method or cli.report is not None) and not cli.task:
-            raise UsageError("--method and --report need a --task")
+        if (cli.method or cli.report is not None or cli.compare is not None) and not cli.task:
+            raise UsageError("--method, --report and --compare need a --task")
         if cli.task:
             parse_task(cli.task)
         if cli.workers <= 0:
@@ -272,6 +371,8 @@ if __name__ == "__main__":
                 tune(cli.task, name, cli.workers, cli.runs_dir, cli.backend)
         if cli.write_tuned:
             write_tuned(cli.write_tuned)
+        if cli.compare is not None:
+            print(compare(cli.task, cli.compare or None))
         if cli.report is not None:
             print(report(cli.task, cli.report or None))
     except UsageError as err:

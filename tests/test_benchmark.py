@@ -358,7 +358,7 @@ def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defau
     configs = tune.configurations("maddpg_k3_differentiable")
     assert configs == tune.configurations("maddpg_k3_differentiable")  # seeded: the same on every machine
     assert len(configs) == tune.CONFIGS >= 16 and len({json.dumps(c) for c in configs}) == len(configs)
-    assert configs[0] == {**tune.DEFAULTS, "exploration_noise": 1.0}  # the v2 setting competes too
+    assert configs[0] == {**tune.DEFAULTS, "exploration_noise": 1.0}  # the defaults compete too
     assert all(1e-4 <= c["learning_rate"] <= 1e-2 and 50 <= c["train_frequency"] <= 200 for c in configs)
     ctedd = tune.configurations("ctedd_global")
     shared = [{k: v for k, v in c.items() if k in tune.DEFAULTS} for c in configs]
@@ -426,7 +426,7 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)  # all kept: nothing runs again
     assert len((tmp_path / "events.txt").read_text().split("\n")[:-1]) == len(started)
     table = tune.report("simple_speaker_listener", str(tmp_path / "tuning.png"))
-    assert f"| {best} (chosen) |" in table and "| 0 (v2 defaults) |" in table and (tmp_path / "tuning.png").is_file()
+    assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
     assert tuned["settings"] == {"simple_speaker_listener": {"maddpg_k3_reinforced": outcome["chosen_flags"]}}
     jobs = run.build_grid(
