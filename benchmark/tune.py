@@ -52,6 +52,7 @@ RUNGS = ((CONFIGS, 200_000), (CONFIGS // 4, 500_000))  # (configurations, env st
 SEEDS = (101, 102)
 EVAL_FREQUENCY = 25_000  # a point of the learning curve every 25k env steps
 TAIL = 0.3  # the score: the last 30% of the learning curve
+FLOOR = 0.0  # the tuning figure's lowest score: random forces
 GAUSSIAN_ENTROPY = 0.5 * math.log(2 * math.pi * math.e)  # entropy of N(0, 1) per dimension, nats
 # the scripts' defaults before tuning (MADDPG's are Benchmark v2's; v2 ran CTEDD-G with a fixed alpha 1.0)
 DEFAULTS = {
@@ -220,6 +221,7 @@ def report(task: str, figure: str | None) -> str:
     for outcome in outcomes:
         lines += [table(outcome), ""]
     if figure and outcomes:
+        references = json.loads(REFERENCES.read_text())["returns"]
         import matplotlib
 
         matplotlib.use("Agg")
@@ -229,16 +231,28 @@ def report(task: str, figure: str | None) -> str:
         for ax, outcome in zip(axes[0], outcomes):
             for rung, color in zip(outcome["rungs"], ("tab:gray", "tab:blue")):
                 for i, seeds in rung["scores"].items():
-                    ax.scatter([int(i)] * len(seeds), seeds, s=12, color=color, alpha=0.6)
-                    ax.scatter([int(i)], [np.mean(seeds)], s=40, marker="_", color=color)
+                    shown = np.maximum(seeds, FLOOR)  # a collapse below the floor is drawn on it, as a triangle
+                    markers = ["v" if v < FLOOR else "o" for v in seeds]
+                    for value, marker in zip(shown, markers):
+                        ax.scatter([int(i)], [value], s=14, color=color, alpha=0.6, marker=marker)
+                    ax.scatter([int(i)], [max(np.mean(seeds), FLOOR)], s=60, marker="_", color=color)
                 ax.scatter([], [], color=color, label=f"{rung['budget'] // 1000}k env steps")
             ax.axvline(outcome["chosen"], color="tab:green", linewidth=0.8, linestyle="--", label="chosen")
+            for name, value in references[task].items():
+                if name not in ("random", "full information"):  # the controllers between, e.g. "no message"
+                    level = (value - references[task]["random"]) / (
+                        references[task]["full information"] - references[task]["random"]
+                    )
+                    ax.axhline(level, color="black", linestyle=":", linewidth=0.8)
+                    ax.annotate(name, (-0.4, level), fontsize=7, va="bottom")
+            ax.set_ylim(FLOOR - 0.05, 1.05)
             ax.set_title(outcome["method"], fontsize=10)
             ax.set_xlabel("configuration (0: the defaults)")
             ax.set_xticks(range(len(outcome["configurations"])))
         axes[0][0].set_ylabel("score: normalised return, last 30% of the curve")
         axes[0][0].legend(fontsize=8)
-        fig.suptitle(f"Tuning on {task}: each dot one tuning seed, a dash their mean", fontsize=10)
+        title = f"Tuning on {task}: each dot one tuning seed, a dash their mean (a triangle: below {FLOOR})"
+        fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         os.makedirs(os.path.dirname(figure) or ".", exist_ok=True)
         fig.savefig(figure, dpi=90)
@@ -329,13 +343,14 @@ def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str)
             finals = [r["final"]["sum"] for r in tuned["ctedd_distill_k3"].values()]
             ax.errorbar([1020], [np.mean(finals)], yerr=[np.std(finals)], fmt="o", color="tab:green", capsize=3)
             ax.plot([], [], "o", color="tab:green", label="CTEDD-3 from the tuned teacher")
-        for name in ("random", "no message", "full information"):
+        for name in ("no message", "1 bit", "full information"):
             if name in references[task]:
                 ax.axhline(references[task][name], color="black", ls=":", lw=0.8)
                 ax.annotate(name, (2, references[task][name]), fontsize=7, va="bottom")
         ax.set_title(report.METHODS[method][0], fontsize=10)
         ax.set_xlabel("env steps (thousands)")
-        ax.set_ylim(references[task]["random"] - 10, references[task]["full information"] + 5)
+        floor = references[task].get("no message", references[task]["random"]) - 15  # the range where methods differ
+        ax.set_ylim(floor, references[task]["full information"] + 3)
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("evaluation return (thin: each seed)")
     fig.suptitle(f"{task}: Benchmark v2 settings against the tuned settings, evaluation seeds 1-5", fontsize=10)
