@@ -190,6 +190,29 @@ def write_tuned(path: str) -> dict:
     return tuned
 
 
+def single_setting(method: str) -> str:
+    """The one configuration best across every task `method` was tuned on (mean score at the first rung, where
+    every configuration ran), against each task's own choice: what per-task tuning adds."""
+    outcomes = [json.loads(p.read_text()) for p in sorted(TUNING.glob(f"*/{method}.json"))]
+    if not outcomes:
+        return f"{method}: not tuned yet"
+    configs = range(len(outcomes[0]["configurations"]))
+    first = [{int(i): np.mean(v) for i, v in o["rungs"][0]["scores"].items()} for o in outcomes]
+    single = max(configs, key=lambda i: np.mean([scores[i] for scores in first]))
+    setting = " ".join(flags(outcomes[0]["configurations"][single]))
+    lines = [f"**{method}**: the single setting is configuration {single} ({setting})"]
+    for outcome, scores in zip(outcomes, first):
+        last, own = {int(i): np.mean(v) for i, v in outcome["rungs"][-1]["scores"].items()}, outcome["chosen"]
+        line = (
+            f"- {outcome['task']}: its own choice {own} scores {scores[own]:.3f} at the first rung, the single setting"
+        )
+        line += f" {scores[single]:.3f}"
+        if single in last:
+            line += f"; at {outcome['rungs'][-1]['budget'] // 1000}k {last[own]:.3f} against {last[single]:.3f}"
+        lines += [line]
+    return "\n".join(lines)
+
+
 def table(outcome: dict) -> str:
     """One method's configurations, best first: the settings, the score at each rung (mean of the seeds)."""
     first, last = outcome["rungs"][0], outcome["rungs"][-1]
@@ -369,6 +392,7 @@ if __name__ == "__main__":
     parser.add_argument("--report", nargs="?", const="", default=None, help="print the table (and draw the figure)")
     parser.add_argument("--list", action="store_true", help="print each method's configurations only")
     parser.add_argument("--write-tuned", default=None, help="write every tuned task's chosen flags here (tuned.json)")
+    parser.add_argument("--single", action="store_true", help="each method's best single setting across tasks")
     parser.add_argument("--compare", nargs="?", const="", default=None, help="tuned against v2 (and draw the curves)")
     cli = parser.parse_args()
     try:
@@ -386,6 +410,8 @@ if __name__ == "__main__":
                 tune(cli.task, name, cli.workers, cli.runs_dir, cli.backend)
         if cli.write_tuned:
             write_tuned(cli.write_tuned)
+        if cli.single:
+            print("\n\n".join(single_setting(name) for name in METHODS))
         if cli.compare is not None:
             print(compare(cli.task, cli.compare or None))
         if cli.report is not None:

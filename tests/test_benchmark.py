@@ -442,3 +442,28 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     assert reinforced.args[-len(outcome["chosen_flags"]) :] == outcome["chosen_flags"]
     with pytest.raises(run.UsageError, match="no tuned settings for task simple_reference"):
         run.build_grid(["simple_reference"], [1], [3], 5000, tuned=tuned["settings"])
+
+
+def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
+    import channel_probe
+    import maddpg
+
+    torch.manual_seed(0)
+    policy = maddpg.LocalPolicies(2, 8, 64, 3, "binary")
+    goals = torch.eye(3).repeat(50, 1)  # the speaker reads its goal's colour, one of three
+    obs = torch.zeros(2, 150, 8)
+    obs[0, :, :3] = goals
+    alive = channel_probe.channel_stats(policy, obs)
+    assert alive["alive_second"] > 0.2 and alive["varying_second"] > 0.2
+    with torch.no_grad():
+        policy.message_net[2].bias.fill_(-100.0)  # every unit of the second hidden layer dead, for every goal
+    dead = channel_probe.channel_stats(policy, obs)
+    assert dead["alive_second"] == 0 and dead["info_bits"] == 0 and dead["message_entropy"] == 0
+    probed = channel_probe.probe(
+        ["--env-id", "simple_speaker_listener", "--message-bits", "3", "--total-timesteps", "2400"]
+        + ["--learning-starts", "800", "--eval-frequency", "2400", "--eval-episodes", "5"],
+        every=2,
+    )
+    records = probed["records"]
+    assert len(records) == (2400 - 800) // 100 // 2 and records[-1]["step"] == 800 + 16 * 100
+    assert all(0 <= r["info_bits"] <= math.log2(3) + 1e-9 and r["speaker_grad"] > 0 for r in records)
