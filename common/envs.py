@@ -367,5 +367,6 @@ def log_episode(writer, prefix: str, summary: dict, step: int) -> None:
 def describe_episode(summary: dict) -> str:
     """`episodic_return=<sum> (<team> <return>, ...)` for the console."""
     teams = ", ".join(f"{team} {value:.2f}" for team, value in summary["team_returns"].items())
-    reached = "".join(f", {agent} reached its goal {share:.0%}" for agent, share in summary.get("goal_reached", {}).items())
+    reach = summary.get("goal_reached", {})  # speaker-listener, reference
+    reached = "".join(f", {agent} reached its goal {share:.0%}" for agent, share in reach.items())
     return f"episodic_return={summary['sum']:.2f} ({teams}){reached}"

@@ -446,6 +446,7 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
 
 def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
     import channel_probe
+
     import maddpg
 
     torch.manual_seed(0)
