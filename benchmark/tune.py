@@ -288,18 +288,21 @@ COMPARED = ("ctedd_global", "ctedd_distill_k3", "maddpg_k3_differentiable", "mad
 PAPER_REACH = {"MADDPG (Lowe et al. 2017, Table 1)": 0.84, "DDPG (same table)": 0.32}  # as commonly cited
 
 
-def compare(task: str, figure: str | None = None, reps: int = 2000) -> str:
-    """Each method at its tuned settings (benchmark/results/tuned) against Benchmark v2 (benchmark/results), seeds
-    1-5: final return, normalised IQM, P(tuned > v2), the largest fall from the best point of the curve, and the
-    goal measures; with `figure`, v2's and the tuned learning curves, one panel per method."""
+def compare(
+    task: str, figure: str | None = None, results: Path = TUNED_RESULTS, baseline: Path | None = None, reps: int = 2000
+) -> str:
+    """Each method's runs in `results` (default: at the tuned settings) against those in `baseline` (default: Benchmark
+    v2, benchmark/results), seeds 1-5: final return, normalised IQM, P(results > baseline), the largest fall from the
+    best point of the curve, and the goal measures; with `figure`, both learning curves, one panel per method."""
     import report
 
     references = report.load_references()
-    v2, tuned = report.load_results(report.RESULTS_DIR).get(task, {}), report.load_results(TUNED_RESULTS).get(task, {})
-    lines = [f"### {task}: tuned against Benchmark v2, evaluation seeds 1-5", ""]
-    columns = (
-        "v2 final | tuned final | tuned IQM [95% CI] | P(tuned > v2) [95% CI] | fall from best | reached | distance"
-    )
+    baseline = baseline or report.RESULTS_DIR
+    new, old_name = Path(results).name, "v2" if baseline == report.RESULTS_DIR else Path(baseline).name
+    v2, tuned = report.load_results(baseline).get(task, {}), report.load_results(results).get(task, {})
+    lines = [f"### {task}: {new} against {old_name}, evaluation seeds 1-5", ""]
+    columns = f"{old_name} final | {new} final | {new} IQM [95% CI] | P({new} > {old_name}) [95% CI] | fall from best"
+    columns += " | reached | distance"
     lines += [f"| method | {columns} |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
     for method in COMPARED:
@@ -333,7 +336,7 @@ def compare(task: str, figure: str | None = None, reps: int = 2000) -> str:
     for name, share in PAPER_REACH.items():
         lines += [f"| {name}, their MPE | | | | | | {share:.1%} | |"]
     if figure:
-        curves_figure(task, v2, tuned, references, figure)
+        curves_figure(task, v2, tuned, references, figure, (old_name, new))
     return "\n".join(lines)
 
 
@@ -344,7 +347,7 @@ def fall_from_best(curve: list, task: str, references: dict) -> float:
     return float(max(values) - values[-1])
 
 
-def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str) -> None:
+def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str, names=("v2", "tuned")) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,7 +357,7 @@ def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str)
     trained = [m for m in COMPARED if m in tuned and not m.startswith("ctedd_distill")]
     fig, axes = plt.subplots(1, len(trained), figsize=(5 * len(trained), 3.8), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], trained):
-        for runs, colour, name in ((v2.get(method, {}), "tab:gray", "v2"), (tuned[method], "tab:blue", "tuned")):
+        for runs, colour, name in ((v2.get(method, {}), "tab:gray", names[0]), (tuned[method], "tab:blue", names[1])):
             if not runs:
                 continue
             steps = sorted(set.intersection(*(set(dict(r["curve"])) for r in runs.values())))
@@ -365,7 +368,7 @@ def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str)
         if method == "ctedd_global" and "ctedd_distill_k3" in tuned:
             finals = [r["final"]["sum"] for r in tuned["ctedd_distill_k3"].values()]
             ax.errorbar([1020], [np.mean(finals)], yerr=[np.std(finals)], fmt="o", color="tab:green", capsize=3)
-            ax.plot([], [], "o", color="tab:green", label="CTEDD-3 from the tuned teacher")
+            ax.plot([], [], "o", color="tab:green", label=f"CTEDD-3 from the {names[1]} teacher")
         for name in ("no message", "1 bit", "full information"):
             if name in references[task]:
                 ax.axhline(references[task][name], color="black", ls=":", lw=0.8)
@@ -376,7 +379,7 @@ def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str)
         ax.set_ylim(floor, references[task]["full information"] + 3)
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("evaluation return (thin: each seed)")
-    fig.suptitle(f"{task}: Benchmark v2 settings against the tuned settings, evaluation seeds 1-5", fontsize=10)
+    fig.suptitle(f"{task}: {names[1]} against {names[0]}, evaluation seeds 1-5", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -394,6 +397,8 @@ if __name__ == "__main__":
     parser.add_argument("--write-tuned", default=None, help="write every tuned task's chosen flags here (tuned.json)")
     parser.add_argument("--single", action="store_true", help="each method's best single setting across tasks")
     parser.add_argument("--compare", nargs="?", const="", default=None, help="tuned against v2 (and draw the curves)")
+    parser.add_argument("--results", default=str(TUNED_RESULTS), help="--compare: these runs (default: the tuned)")
+    parser.add_argument("--baseline", default=None, help="--compare: against these (default: Benchmark v2)")
     cli = parser.parse_args()
     try:
         if (cli.method or cli.report is not None or cli.compare is not None) and not cli.task:
@@ -413,7 +418,8 @@ if __name__ == "__main__":
         if cli.single:
             print("\n\n".join(single_setting(name) for name in METHODS))
         if cli.compare is not None:
-            print(compare(cli.task, cli.compare or None))
+            baseline = Path(cli.baseline) if cli.baseline else None
+            print(compare(cli.task, cli.compare or None, Path(cli.results), baseline))
         if cli.report is not None:
             print(report(cli.task, cli.report or None))
     except UsageError as err:
