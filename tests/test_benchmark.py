@@ -468,3 +468,27 @@ def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
     records = probed["records"]
     assert len(records) == (2400 - 800) // 100 // 2 and records[-1]["step"] == 800 + 16 * 100
     assert all(0 <= r["info_bits"] <= math.log2(3) + 1e-9 and r["speaker_grad"] > 0 for r in records)
+
+
+def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
+    import tune
+
+    def write(root, method, seed, final, curve):
+        path = root / "simple_speaker_listener" / f"{method}__{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        final_part = {"sum": final, "goal_reached": {"listener_0": 0.5 + 0.1 * (final > -20)}}
+        path.write_text(json.dumps({"curve": curve, "final": {**final_part, "goal_distance": {"listener_0": 0.3}}}))
+
+    for seed in range(1, 6):
+        write(tmp_path / "old", "maddpg_k3_differentiable", seed, -29.0 - 0.1 * seed, [[500_000, -29.0]])
+        peak_then_fall = [[500_000, -12.0], [1_000_000, -15.0 - 0.1 * seed]]
+        write(tmp_path / "new", "maddpg_k3_differentiable", seed, peak_then_fall[-1][1], peak_then_fall)
+    table = tune.compare(
+        "simple_speaker_listener", str(tmp_path / "c.png"), tmp_path / "new", tmp_path / "old", reps=200
+    )
+    row = [line for line in table.splitlines() if line.startswith("| MADDPG-3 (diff.)")][0].split(" | ")
+    assert row[1] == "-29.3 ± 0.1 (n=5)" and row[2] == "-15.3 ± 0.1 (n=5)"
+    assert row[4] == "1.00 [1.00, 1.00]"  # every new run beats every old one
+    references = json.loads(tune.REFERENCES.read_text())["returns"]["simple_speaker_listener"]
+    fall = (-12.0 - -15.5) / (references["full information"] - references["random"])  # seed 5 falls furthest
+    assert float(row[5]) == pytest.approx(fall, abs=1e-3) and row[6] == "60%" and (tmp_path / "c.png").is_file()
