@@ -1,7 +1,7 @@
 """Why MADDPG-k learns to talk on some seeds and not on others: the channel over training.
 
-Runs maddpg.py's own `main` on simple_speaker_listener and, every `--every` learning iterations, looks
-at the replay batch just sampled:
+Runs maddpg.py's own `main` on simple_speaker_listener, at Benchmark v2's settings but for the actors'
+learning rate, and every `--every` learning iterations looks at the replay batch just sampled:
 
 - `saturated`: the share of the speaker's Part 1 logits with |tanh(logit)| > 0.99, where the
   straight-through gradient 1 - tanh^2 is below 0.02: a bit that can no longer be moved;
@@ -46,6 +46,9 @@ from common.buffer import ReplayBuffer  # noqa: E402
 from common.utils import atomic_write  # noqa: E402
 
 RESULTS = ROOT / "benchmark" / "results" / "channel"
+# Benchmark v2's settings, the scripts' defaults before the tuning, but the actors' learning rate (--learning-rate)
+V2_SETTINGS = ["--critic-learning-rate", "0.01", "--tau", "0.01", "--train-frequency", "100", "--batch-size", "1024"]
+V2_SETTINGS += ["--actor-reg", "0.001", "--exploration-noise", "1.0"]
 
 
 def plug_in_information(goals: list, messages: list) -> tuple[float, float]:
@@ -178,7 +181,7 @@ if __name__ == "__main__":
     if cli.every <= 0 or cli.total_timesteps <= 0:
         raise SystemExit("error: --every and --total-timesteps must be positive")
     for seed in cli.seeds:
-        argv = ["--env-id", "simple_speaker_listener", "--message-bits", "3", "--seed", str(seed)]
+        argv = ["--env-id", "simple_speaker_listener", "--message-bits", "3", "--seed", str(seed), *V2_SETTINGS]
         argv += ["--learning-rate", str(cli.learning_rate), "--total-timesteps", str(cli.total_timesteps)]
         argv += cli.extra.split()
         result = probe(argv, cli.every)

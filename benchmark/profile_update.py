@@ -170,6 +170,7 @@ def profiled(module, ReplayBuffer, extra, iterations, warmup, env_id, times_only
     steps = LEARNING_STARTS + (warmup + iterations) * 100
     argv = ["--env-id", env_id, "--total-timesteps", str(steps), "--learning-starts", str(LEARNING_STARTS)]
     argv += ["--eval-frequency", str(10 * steps), "--eval-episodes", "10", *extra]
+    argv += ["--train-frequency", "100", "--batch-size", "1024"]  # the update docs/speed.md measured, at any defaults
     args = module.tyro.cli(module.Args, args=argv)
     os.chdir(tempfile.mkdtemp(prefix="profile_update_"))  # the run's runs/ folder
 

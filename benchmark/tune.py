@@ -191,24 +191,25 @@ def write_tuned(path: str) -> dict:
 
 
 def single_setting(method: str) -> str:
-    """The one configuration best across every task `method` was tuned on (mean score at the first rung, where
-    every configuration ran), against each task's own choice: what per-task tuning adds."""
+    """The one configuration best across every task `method` was tuned on, against each task's own choice: what
+    per-task tuning adds. Among the configurations that reached the last rung on every task, the best mean score
+    there (the first rung favours the fast starters); if none did, the best mean at the first rung."""
     outcomes = [json.loads(p.read_text()) for p in sorted(TUNING.glob(f"*/{method}.json"))]
     if not outcomes:
         return f"{method}: not tuned yet"
-    configs = range(len(outcomes[0]["configurations"]))
     first = [{int(i): np.mean(v) for i, v in o["rungs"][0]["scores"].items()} for o in outcomes]
-    single = max(configs, key=lambda i: np.mean([scores[i] for scores in first]))
+    last = [{int(i): np.mean(v) for i, v in o["rungs"][-1]["scores"].items()} for o in outcomes]
+    everywhere = set.intersection(*(set(scores) for scores in last))
+    scores = last if everywhere else first
+    single = max(everywhere or first[0], key=lambda i: np.mean([task_scores[i] for task_scores in scores]))
     setting = " ".join(flags(outcomes[0]["configurations"][single]))
     lines = [f"**{method}**: the single setting is configuration {single} ({setting})"]
-    for outcome, scores in zip(outcomes, first):
-        last, own = {int(i): np.mean(v) for i, v in outcome["rungs"][-1]["scores"].items()}, outcome["chosen"]
-        line = (
-            f"- {outcome['task']}: its own choice {own} scores {scores[own]:.3f} at the first rung, the single setting"
-        )
-        line += f" {scores[single]:.3f}"
-        if single in last:
-            line += f"; at {outcome['rungs'][-1]['budget'] // 1000}k {last[own]:.3f} against {last[single]:.3f}"
+    for outcome, task_first, task_last in zip(outcomes, first, last):
+        own, budget = outcome["chosen"], outcome["rungs"][-1]["budget"] // 1000
+        line = f"- {outcome['task']}: its own choice {own} scores {task_first[own]:.3f} at the first rung, the single"
+        line += f" setting {task_first[single]:.3f}"
+        if single in task_last:
+            line += f"; at {budget}k {task_last[own]:.3f} against {task_last[single]:.3f}"
         lines += [line]
     return "\n".join(lines)
 

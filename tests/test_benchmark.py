@@ -462,7 +462,7 @@ def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
     assert dead["alive_second"] == 0 and dead["info_bits"] == 0 and dead["message_entropy"] == 0
     probed = channel_probe.probe(
         ["--env-id", "simple_speaker_listener", "--message-bits", "3", "--total-timesteps", "2400"]
-        + ["--learning-starts", "800", "--eval-frequency", "2400", "--eval-episodes", "5"],
+        + ["--learning-starts", "800", "--eval-frequency", "2400", "--eval-episodes", "5", "--train-frequency", "100"],
         every=2,
     )
     records = probed["records"]
