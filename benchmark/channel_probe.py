@@ -41,6 +41,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from report import save  # noqa: E402  one way to write a figure, the report's
+
 import maddpg  # noqa: E402
 from common.buffer import ReplayBuffer  # noqa: E402
 from common.utils import atomic_write  # noqa: E402
@@ -164,8 +166,7 @@ def figure(paths: list[str], out: str) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle("MADDPG-3 (differentiable channel) on speaker-listener: solid lr 1e-2, dashed lr 1e-3", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save(fig, out)
 
 
 if __name__ == "__main__":

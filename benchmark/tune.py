@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -35,13 +34,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import report  # noqa: E402
 import run  # noqa: E402
 
 from common.envs import parse_task  # noqa: E402
 from common.utils import UsageError, atomic_write  # noqa: E402
 
 TUNING = ROOT / "benchmark" / "results" / "tuning"
-REFERENCES = ROOT / "benchmark" / "results" / "references.json"
 METHODS = {  # name: (script, fixed arguments)
     "ctedd_global": ("ctedd_global.py", []),
     "maddpg_k3_differentiable": ("maddpg.py", ["--message-bits", "3", "--channel", "differentiable"]),
@@ -112,10 +111,9 @@ def configurations(method: str, count: int = CONFIGS) -> list[dict]:
 
 def score(curve: list, task: str, references: dict) -> float:
     """The mean normalised return over the last TAIL of the learning curve [(env step, return), ...]."""
-    low, high = references[task]["random"], references[task]["full information"]
     last = curve[-1][0]
     tail = [value for step, value in curve if step >= (1 - TAIL) * last]
-    return float(np.mean([(value - low) / (high - low) for value in tail]))
+    return float(report.normalise(tail, task, references).mean())
 
 
 def jobs_for(task: str, method: str, indices: list[int], configs: list[dict], budget: int) -> list[run.Job]:
@@ -136,7 +134,7 @@ def trial_name(method: str, index: int, budget: int) -> str:
 
 def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "local", poll: float = 2.0) -> dict:
     """Run the successive halving of `method` on `task` (finished runs are skipped); returns the outcome."""
-    references = json.loads(REFERENCES.read_text())["returns"]
+    references = report.load_references()
     if task not in references:
         raise UsageError(f"no reference returns for task {task!r} (benchmark/reference_returns.py)")
     configs = configurations(method)
@@ -234,7 +232,7 @@ def table(outcome: dict) -> str:
     return "\n".join(lines)
 
 
-def report(task: str, figure: str | None) -> str:
+def tuning_report(task: str, figure: str | None) -> str:
     """The table of every configuration's scores per method, and the figure (one panel per method)."""
     outcomes = [
         json.loads((TUNING / task / f"{m}.json").read_text())
@@ -245,7 +243,7 @@ def report(task: str, figure: str | None) -> str:
     for outcome in outcomes:
         lines += [table(outcome), ""]
     if figure and outcomes:
-        references = json.loads(REFERENCES.read_text())["returns"]
+        references = report.load_references()
         import matplotlib
 
         matplotlib.use("Agg")
@@ -264,9 +262,7 @@ def report(task: str, figure: str | None) -> str:
             ax.axvline(outcome["chosen"], color="tab:green", linewidth=0.8, linestyle="--", label="chosen")
             for name, value in references[task].items():
                 if name not in ("random", "full information"):  # the controllers between, e.g. "no message"
-                    level = (value - references[task]["random"]) / (
-                        references[task]["full information"] - references[task]["random"]
-                    )
+                    level = float(report.normalise(value, task, references))
                     ax.axhline(level, color="black", linestyle=":", linewidth=0.8)
                     ax.annotate(name, (-0.4, level), fontsize=7, va="bottom")
             ax.set_ylim(FLOOR - 0.05, 1.05)
@@ -278,9 +274,7 @@ def report(task: str, figure: str | None) -> str:
         title = f"Tuning on {task}: each dot one tuning seed, a dash their mean (a triangle: below {FLOOR})"
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
-        os.makedirs(os.path.dirname(figure) or ".", exist_ok=True)
-        fig.savefig(figure, dpi=90)
-        plt.close(fig)
+        report.save(fig, figure)
     return "\n".join(lines)
 
 
@@ -295,8 +289,6 @@ def compare(
     """Each method's runs in `results` (default: at the tuned settings) against those in `baseline` (default: Benchmark
     v2, benchmark/results), seeds 1-5: final return, normalised IQM, P(results > baseline), the largest fall from the
     best point of the curve, and the goal measures; with `figure`, both learning curves, one panel per method."""
-    import report
-
     references = report.load_references()
     baseline = baseline or report.RESULTS_DIR
     new, old_name = Path(results).name, "v2" if baseline == report.RESULTS_DIR else Path(baseline).name
@@ -343,9 +335,8 @@ def compare(
 
 def fall_from_best(curve: list, task: str, references: dict) -> float:
     """How far (normalised) the end of the learning curve lies below its best point."""
-    low, high = references[task]["random"], references[task]["full information"]
-    values = [(value - low) / (high - low) for _, value in curve]
-    return float(max(values) - values[-1])
+    values = report.normalise([value for _, value in curve], task, references)
+    return float(values.max() - values[-1])
 
 
 def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str, names=("v2", "tuned")) -> None:
@@ -353,7 +344,6 @@ def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import report
 
     trained = [m for m in COMPARED if m in tuned and not m.startswith("ctedd_distill")]
     fig, axes = plt.subplots(1, len(trained), figsize=(5 * len(trained), 3.8), sharey=True, squeeze=False)
@@ -382,8 +372,7 @@ def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str,
     axes[0][0].set_ylabel("evaluation return (thin: each seed)")
     fig.suptitle(f"{task}: {names[1]} against {names[0]}, evaluation seeds 1-5", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    report.save(fig, path)
 
 
 if __name__ == "__main__":
@@ -422,6 +411,6 @@ if __name__ == "__main__":
             baseline = Path(cli.baseline) if cli.baseline else None
             print(compare(cli.task, cli.compare or None, Path(cli.results), baseline))
         if cli.report is not None:
-            print(report(cli.task, cli.report or None))
+            print(tuning_report(cli.task, cli.report or None))
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None

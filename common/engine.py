@@ -410,7 +410,7 @@ class BatchedMPE:
         self.returns += rewards
         truncated = self.steps >= EPISODE_LENGTH
         terminated = np.zeros(self.num_envs, dtype=bool)  # no scenario here ends an episode early
-        info = {"episode": self.episode_summary(truncated)} if truncated.any() else {}
+        info = {"episode": self.episode_summary(truncated, view)} if truncated.any() else {}
         return *self.observe(view), rewards, terminated, truncated, info
 
     def scripted_forces(self) -> np.ndarray:
@@ -457,7 +457,8 @@ class BatchedMPE:
                 vel = np.where(speed > self.max_speed, vel / speed * self.max_speed, vel)
         self.vel[moving] = vel
 
-    def episode_summary(self, done: np.ndarray) -> dict:
+    def episode_summary(self, done: np.ndarray, view: View) -> dict:
+        """The episodes that end here (`done`), from the returns so far and the world after the last step."""
         returns = self.returns[done]
         teams = np.array(self.teams)
         team_returns = {team: float(returns[:, teams == team].sum(1).mean()) for team in TEAMS if team in self.teams}
@@ -469,7 +470,6 @@ class BatchedMPE:
             "count": int(done.sum()),
             "sums": returns.sum(1).tolist(),
         }
-        view = self.view()
         targets = self.scenario.targets(view)
         if targets:  # at the episode's last step: the distance to the agent's landmark, and whether it is the nearest
             distances = view.landmark_distance[..., done]  # (A, L, episodes)

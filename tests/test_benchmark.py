@@ -425,7 +425,7 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     assert outcome["chosen_flags"][:2] == ["--learning-rate", str(configs[best]["learning_rate"])]
     tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)  # all kept: nothing runs again
     assert len((tmp_path / "events.txt").read_text().split("\n")[:-1]) == len(started)
-    table = tune.report("simple_speaker_listener", str(tmp_path / "tuning.png"))
+    table = tune.tuning_report("simple_speaker_listener", str(tmp_path / "tuning.png"))
     assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
     assert tuned["settings"] == {"simple_speaker_listener": {"maddpg_k3_reinforced": outcome["chosen_flags"]}}
@@ -489,6 +489,6 @@ def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
     row = [line for line in table.splitlines() if line.startswith("| MADDPG-3 (diff.)")][0].split(" | ")
     assert row[1] == "-29.3 ± 0.1 (n=5)" and row[2] == "-15.3 ± 0.1 (n=5)"
     assert row[4] == "1.00 [1.00, 1.00]"  # every new run beats every old one
-    references = json.loads(tune.REFERENCES.read_text())["returns"]["simple_speaker_listener"]
+    references = report.load_references()["simple_speaker_listener"]
     fall = (-12.0 - -15.5) / (references["full information"] - references["random"])  # seed 5 falls furthest
     assert float(row[5]) == pytest.approx(fall, abs=1e-3) and row[6] == "60%" and (tmp_path / "c.png").is_file()
