@@ -21,7 +21,7 @@ import tyro
 from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
-from common.envs import ACTION_DIM, TASK_SETTINGS, describe_episode, log_episode, record_video
+from common.envs import ACTION_DIM, EPISODE_LENGTH, TASK_SETTINGS, describe_episode, log_episode, record_video
 from common.utils import UsageError, load_checkpoint, save_checkpoint
 
 
@@ -53,6 +53,16 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
     """gradient steps of eq. (2) on each batch before taking the next one"""
     passes: int = 1
     """how many times to go over the whole buffer"""
+    relabel: Literal["stored", "counterfactual"] = "stored"
+    """stored: eq. (2) on the stored states; counterfactual: on each stored state once per value of the goals
+    drawn at reset (speaker-listener, reference), each relabelled by the teacher, so that where the bits do
+    not tell the goal the student learns the teacher's average over the goals they leave open"""
+    dagger_rounds: int = 0
+    """DAgger after the passes: rounds in which the student acts and the teacher labels the states it visits"""
+    dagger_steps: int = 10_000
+    """new env steps per DAgger round, one episode in each of dagger_steps // 25 environments (no reward used)"""
+    dagger_updates: int = 1_000
+    """gradient steps per DAgger round, each on a batch of the visited states and one of the stage-1 buffer"""
     eval_every: int = 100_000
     """evaluate the local policies every `eval_every` consumed transitions"""
     eval_episodes: int = 100
@@ -62,11 +72,16 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
 def check_args(args: Args) -> None:
     if not args.global_run and not args.eval_checkpoint:
         raise UsageError("pass --global-run runs/<stage-1 run> (written by ctedd_global.py)")
-    for name in ("batch_size", "iters_per_batch", "passes", "eval_every", "eval_episodes"):
+    for name in ("batch_size", "iters_per_batch", "passes", "eval_every", "eval_episodes", "dagger_updates"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.message_bits < 0:
-        raise UsageError(f"--message-bits must not be negative, got {args.message_bits}")
+    for name in ("message_bits", "dagger_rounds"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if args.dagger_rounds and args.dagger_steps < EPISODE_LENGTH:
+        raise UsageError(f"--dagger-steps must be at least one episode ({EPISODE_LENGTH}), got {args.dagger_steps}")
+    if args.teacher == "recorded" and (args.relabel != "stored" or args.dagger_rounds):
+        raise UsageError("--relabel counterfactual and --dagger-rounds label new states: they need --teacher final")
 
 
 # ALGO LOGIC: initialize agent here:
@@ -170,6 +185,29 @@ def distillation_loss(student_actions: torch.Tensor, teacher_actions: torch.Tens
     return (teacher_actions - student_actions).pow(2).sum(-1).sum(0).mean()
 
 
+def labelled(teacher: GlobalPolicy, envs: BatchedMPE, obs: torch.Tensor, states: torch.Tensor, relabel: str):
+    """The student's inputs obs (N, B, W) and the teacher's labels mu(s) (N, B, 2) for the states (B, S);
+    counterfactual: the batch once per possible value of the goals drawn at reset, (N, C*B, ...)."""
+    if relabel == "counterfactual":
+        versions = [envs.with_goals(obs, states, goals) for goals in envs.goal_assignments()]
+        obs, states = torch.cat([o for o, _ in versions], dim=1), torch.cat([s for _, s in versions])
+    with torch.no_grad():
+        return obs, teacher(states)
+
+
+def dagger_round(envs: BatchedMPE, act, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """DAgger's data: one episode in each environment with the student acting; the states it visited,
+    obs (N, T, W) and full states (T, S), T = B * 25, for the teacher to label."""
+    obs, state = envs.reset()
+    visited_obs, visited_states = [], []
+    for _ in range(EPISODE_LENGTH):
+        visited_obs.append(obs)
+        visited_states.append(state)
+        obs, state, *_ = envs.step(act(obs, state))
+    visited_obs = torch.from_numpy(np.concatenate(visited_obs)).transpose(0, 1).contiguous()
+    return visited_obs.to(device), torch.from_numpy(np.concatenate(visited_states)).to(device)
+
+
 def local_actor(policy: LocalPolicies, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Decentralized execution: each agent reads its own observation (and the bits it hears).
@@ -269,7 +307,9 @@ def main(args: Args) -> dict:
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
-    # env setup (load_teacher): for evaluation only; distillation uses no new environment samples
+    # env setup (load_teacher): for evaluation only; eq. (2) uses no new environment samples (DAgger's are counted)
+    if args.relabel == "counterfactual":
+        eval_envs.goal_assignments()  # a task without goals drawn at reset is refused here, in one line
     num_agents, obs_width = eval_envs.num_agents, eval_envs.obs_width
     student = LocalPolicies(num_agents, obs_width, args.hidden_dim, args.message_bits, args.message_type)
     student = student.to(device)
@@ -293,13 +333,12 @@ def main(args: Args) -> dict:
         # the stage-1 samples in chronological order: oldest first, across the ring's wrap-around
         for data in rb.iter_chronological(args.batch_size):
             if args.teacher == "final":
-                with torch.no_grad():
-                    targets = teacher(data.states)
+                obs, targets = labelled(teacher, eval_envs, data.obs, data.states, args.relabel)
             else:
-                targets = data.teacher_actions
+                obs, targets = data.obs, data.teacher_actions
             for _ in range(args.iters_per_batch):
                 # ALGO LOGIC: eq. (2), end to end through the k-bit channel; each agent sees only its own obs
-                loss = distillation_loss(student(data.obs), targets)
+                loss = distillation_loss(student(obs), targets)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -325,12 +364,36 @@ def main(args: Args) -> dict:
     if args.passes == 1:
         log_episode(writer, "eval", result, rb.num_added)
         writer.add_scalar("eval/teacher_fraction", kept(result), rb.num_added)
+    evaluations = [(step, e) for step, e in evaluations if step < rb.num_added] + [(rb.num_added, result)]
+
+    # DAgger: the student's own states, labelled by the teacher, join the stage-1 data (new env samples)
+    dagger_envs = make_envs(stage1, args.dagger_steps // EPISODE_LENGTH, seed=args.seed) if args.dagger_rounds else None
+    visited, new_samples = [], 0
+    for _ in range(args.dagger_rounds):
+        visited.append(dagger_round(dagger_envs, act, device))
+        visited_obs, visited_states = torch.cat([o for o, _ in visited], 1), torch.cat([s for _, s in visited])
+        new_samples = len(visited_states)
+        for _ in range(args.dagger_updates):
+            data, picked = rb.sample(args.batch_size), torch.randint(len(visited_states), (args.batch_size,))
+            obs = torch.cat([data.obs, visited_obs[:, picked.to(device)]], dim=1)
+            states = torch.cat([data.states, visited_states[picked.to(device)]])
+            obs, targets = labelled(teacher, eval_envs, obs, states, args.relabel)
+            loss = distillation_loss(student(obs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        result = evaluate(eval_envs, act, runs.EVAL_SEED)
+        env_step = rb.num_added + new_samples
+        log_episode(writer, "eval", result, env_step)
+        writer.add_scalar("charts/stage2_env_steps", new_samples, env_step)
+        evaluations.append((env_step, result))
+        print(f"DAgger, {new_samples} new env steps: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
 
     minutes = (time.time() - start_time) / 60
     writer.add_scalar("charts/distill_minutes", minutes, rb.num_added)
     settings = {**vars(args), **{key: stage1.get(key) for key in TASK_SETTINGS}}
-    evaluations = [(step, e) for step, e in evaluations if step < rb.num_added] + [(rb.num_added, result)]
     extra = dict(teacher=teacher_result, random=random_result, kept=kept(result), losses=losses)
+    extra.update(stage2_env_steps=new_samples)
     runs.save_result(f"runs/{run_name}", settings, evaluations, {"distill": 60 * minutes}, start_time, **extra)
     print(
         f"final eval: {describe_episode(result)}"

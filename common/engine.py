@@ -21,6 +21,7 @@ scenario here terminates), and `reset_done()` starts new ones where episodes end
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,6 +36,7 @@ from common.envs import (
     scripted_prey_forces,
     scripted_push_adversary_forces,
 )
+from common.utils import UsageError
 
 MPE_SENSITIVITY = 5.0  # mpe2's SimpleEnv._set_action: the force is the action times accel, 5 by default
 
@@ -87,6 +89,9 @@ class Scenario:
     """The parts of an mpe2 scenario the engine needs, for B worlds at once."""
 
     num_goals = 0  # landmark indices drawn at reset, before any position
+    # where each goal is seen, as its landmark's colour: goal column -> [(agent, first column of the colour
+    # in that agent's observation)]; the full state holds every agent's observation, so it is there too
+    goal_slots: dict[int, list[tuple[int, int]]] = {}
     landmark_range = 1.0  # landmarks start uniform in [-range, range]^2
 
     def __init__(self, world, agent_neighbors: int | None, landmark_neighbors: int | None):
@@ -249,6 +254,7 @@ class Adversary(Scenario):
 
 class SpeakerListener(Scenario):
     num_goals = 1  # the landmark the listener (agent 1) must reach; the speaker (agent 0) sees its colour
+    goal_slots = {0: [(0, 0)]}
 
     def observe(self, v):
         speaker = colors(self.landmark_colors, v.goals)
@@ -266,6 +272,7 @@ class SpeakerListener(Scenario):
 
 class Reference(Scenario):
     num_goals = 2  # goals[i]: the landmark agent i knows, which the *other* agent must reach
+    goal_slots = {0: [(0, 8)], 1: [(1, 8)]}  # after its velocity (2) and the three landmarks (6)
 
     def observe(self, v):
         full = flat(v.vel, v.to_landmarks, colors(self.landmark_colors, v.goals))
@@ -412,6 +419,29 @@ class BatchedMPE:
         terminated = np.zeros(self.num_envs, dtype=bool)  # no scenario here ends an episode early
         info = {"episode": self.episode_summary(truncated, view)} if truncated.any() else {}
         return *self.observe(view), rewards, terminated, truncated, info
+
+    def goal_assignments(self) -> list[tuple[int, ...]]:
+        """Every value the goals drawn at reset can take: (goals[0], goals[1], ...) landmark indices."""
+        if not self.scenario.goal_slots:
+            raise UsageError(
+                f"{self.task} has no goal drawn at reset to relabel"
+                f" (counterfactual goals: {', '.join(n for n, s in SCENARIOS.items() if s.goal_slots)})"
+            )
+        return list(itertools.product(range(self.scenario.num_landmarks), repeat=self.scenario.num_goals))
+
+    def with_goals(self, obs, state, goals: tuple[int, ...]):
+        """Counterfactual copies of stored steps: obs (N, B, W), agent-major as the replay buffer returns
+        them, and state (B, S), numpy or torch, with goal column g replaced by landmark goals[g] (its
+        colour, wherever an agent or the full state holds it); everything else as stored."""
+        self.goal_assignments()  # refuses a task without such goals
+        obs, state = (x.clone() if hasattr(x, "clone") else x.copy() for x in (obs, state))
+        state_offset = np.cumsum([0, *self.obs_dims])  # the state: each agent's observation in turn
+        for column, landmark in enumerate(goals):
+            for agent, first in self.scenario.goal_slots[column]:
+                for c, value in enumerate(self.scenario.landmark_colors[landmark].tolist()):
+                    obs[agent, :, first + c] = value
+                    state[:, state_offset[agent] + first + c] = value
+        return obs, state
 
     def scripted_forces(self) -> np.ndarray:
         """The scripted team's forces (n, 2, B), from the policies MPEEnv uses (batch-major)."""

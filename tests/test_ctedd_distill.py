@@ -1,11 +1,14 @@
+import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, assert_one_line_error, run_script
 
 import ctedd_distill
-from ctedd_distill import GlobalPolicy, LocalPolicies, distillation_loss
+from common.engine import BatchedMPE
+from ctedd_distill import GlobalPolicy, LocalPolicies, distillation_loss, labelled
 
 N, W, S = 3, 6, 20
 
@@ -183,3 +186,106 @@ def test_the_teacher_is_exactly_ctedd_global_s_policy_means():
     teacher.load_state_dict(trained.state_dict())  # the stage-1 checkpoint loads as saved
     states = torch.randn(8, S)
     assert torch.equal(teacher(states), torch.tanh(trained(states)[0]))
+
+
+def speaker_listener_steps(goal: int | None = None, num_envs: int = 64, steps: int = 6):
+    """Stored-like steps of speaker-listener, (N, B, W) and (B, S) tensors; with `goal`, always that goal."""
+    envs = BatchedMPE("simple_speaker_listener", num_envs=num_envs, seed=0)
+    envs.reset(seed=0)
+    if goal is not None:
+        envs.goals[:] = goal
+    rng = np.random.default_rng(0)
+    obs, states = [], []
+    for _ in range(steps):
+        o, s, *_ = envs.step(rng.uniform(-1, 1, (num_envs, 2, 2)))
+        obs.append(torch.from_numpy(o).transpose(0, 1))
+        states.append(torch.from_numpy(s))
+    return envs, torch.cat(obs, 1), torch.cat(states)
+
+
+def test_counterfactual_relabelling_labels_each_stored_state_once_per_goal():
+    torch.manual_seed(0)
+    envs, obs, states = speaker_listener_steps()
+    teacher = GlobalPolicy(2, envs.state_dim, hidden=16)
+    batch = len(states)
+    stored_obs, stored_targets = labelled(teacher, envs, obs, states, "stored")
+    assert torch.equal(stored_obs, obs) and torch.equal(stored_targets, teacher(states))
+    relabelled_obs, targets = labelled(teacher, envs, obs, states, "counterfactual")
+    assert relabelled_obs.shape == (2, 3 * batch, obs.shape[-1]) and targets.shape == (2, 3 * batch, 2)
+    for c, goals in enumerate(envs.goal_assignments()):
+        versions = slice(c * batch, (c + 1) * batch)
+        counterfactual_obs, counterfactual_states = envs.with_goals(obs, states, goals)
+        assert torch.equal(relabelled_obs[:, versions], counterfactual_obs)
+        assert torch.equal(targets[:, versions], teacher(counterfactual_states))
+        assert torch.equal(relabelled_obs[1, versions], obs[1])  # the listener sees the same, its label changes
+    assert not torch.allclose(targets[1, :batch], targets[1, batch : 2 * batch])
+
+
+class GoalOnlyTeacher(torch.nn.Module):
+    """mu_i(s) depends only on the goal's colour (the speaker's observation, state[:, :3])."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = torch.tensor([[1.5, -0.5], [-1.0, 1.0], [0.5, 2.0]])
+
+    def forward(self, states):
+        action = torch.tanh(states[:, :3] @ self.mix)
+        return torch.stack([action, -action])
+
+
+@pytest.mark.parametrize("relabel", ["stored", "counterfactual"])
+def test_with_no_bits_counterfactual_relabelling_hedges_over_the_goals(relabel):
+    torch.manual_seed(0)
+    envs, obs, states = speaker_listener_steps(goal=0)  # the stored data only ever had goal 0
+    teacher = GoalOnlyTeacher()
+    per_goal = torch.stack([teacher(envs.with_goals(obs, states, goals)[1])[1, 0] for goals in envs.goal_assignments()])
+    student = LocalPolicies(2, obs.shape[-1], hidden=32, message_bits=0, message_type="binary")
+    optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
+    inputs, targets = labelled(teacher, envs, obs, states, relabel)
+    for _ in range(800):
+        loss = distillation_loss(student(inputs), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        listener = student(obs)[1]  # (B, 2): it hears nothing, so it cannot tell the goals apart
+    expected = per_goal.mean(0) if relabel == "counterfactual" else per_goal[0]
+    assert (listener - expected).abs().max() < 0.05
+    assert (per_goal.mean(0) - per_goal[0]).abs().max() > 0.3  # the two answers are far apart
+
+
+def test_dagger_collects_the_states_the_student_visits():
+    torch.manual_seed(0)
+    student = LocalPolicies(2, 8, hidden=16, message_bits=1, message_type="binary")
+    act = ctedd_distill.local_actor(student, torch.device("cpu"))
+    envs = BatchedMPE("simple_speaker_listener", num_envs=4, seed=5)
+    obs, states = ctedd_distill.dagger_round(envs, act, torch.device("cpu"))
+    assert obs.shape == (2, 4 * 25, 8) and states.shape == (4 * 25, envs.state_dim)
+    # the full state holds both observations; the listener's velocity is zero only at the episodes' first step
+    assert torch.equal(states[:, :3], obs[0, :, :3]) and torch.equal(states[:, 3:], obs[1])
+    assert torch.equal(states[:, 3:5].abs().sum(1) == 0, torch.arange(100) < 4)
+    # the same episodes, replayed with the student's actions
+    replay = BatchedMPE("simple_speaker_listener", num_envs=4, seed=5)
+    o, s = replay.reset()
+    for t in range(25):
+        assert torch.equal(states[4 * t : 4 * (t + 1)], torch.from_numpy(s))
+        o, s, *_ = replay.step(act(o, s))
+
+
+def test_dagger_counts_its_new_samples(speaker_listener_run, in_tmp):
+    args = dict(batch_size=64, iters_per_batch=2, eval_every=300, eval_episodes=2, message_bits=1)
+    dagger = dict(dagger_rounds=2, dagger_steps=60, dagger_updates=3, relabel="counterfactual")
+    ctedd_distill.main(ctedd_distill.Args(global_run=str(speaker_listener_run), **args, **dagger))
+    (run_dir,) = (in_tmp / "runs").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["stage2_env_steps"] == 2 * 50  # two rounds of one episode in each of 60 // 25 environments
+    assert [step for step, _ in scalars(run_dir, "charts/stage2_env_steps")] == [650, 700]
+    assert [value for _, value in scalars(run_dir, "charts/stage2_env_steps")] == [50, 100]
+    assert [point[0] for point in result["curve"]][-3:] == [600, 650, 700]
+
+
+def test_new_states_need_a_teacher_and_counterfactuals_a_goal(stage1_run, tmp_path):
+    recorded = distil(stage1_run, tmp_path, "--teacher", "recorded", "--dagger-rounds", "1")
+    assert_one_line_error(recorded, "they need --teacher final")
+    assert_one_line_error(distil(stage1_run, tmp_path, "--relabel", "counterfactual"), "has no goal drawn at reset")
+    assert_one_line_error(distil(stage1_run, tmp_path, "--dagger-rounds", "1", "--dagger-steps", "3"), "one episode")

@@ -3,7 +3,7 @@ import pytest
 
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import EPISODE_LENGTH, MPEEnv, parse_task
-from common.utils import multiples_in
+from common.utils import UsageError, multiples_in
 
 # every task, every neighbour setting, every scripted opponent
 TASKS = [
@@ -176,3 +176,32 @@ def test_bad_forces_are_refused():
         engine.step(np.zeros((2, 3, 2)))
     with pytest.raises(ValueError, match="expected 2 seeds"):
         engine.reset(seed=[1, 2, 3])
+
+
+@pytest.mark.parametrize("env_id", ["simple_speaker_listener", "simple_reference"])
+def test_a_counterfactual_step_is_the_same_world_observed_with_other_goals(env_id):
+    envs = BatchedMPE(env_id, num_envs=6, seed=0)
+    envs.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        obs, state, *_ = envs.step(rng.uniform(-1, 1, (6, envs.num_agents, 2)))
+    stored_obs, stored_goals = obs.transpose(1, 0, 2), envs.goals.copy()  # agent-major, as the buffer stores it
+    assignments = envs.goal_assignments()
+    assert len(set(assignments)) == envs.scenario.num_landmarks**envs.scenario.num_goals
+    for goals in assignments:
+        counterfactual_obs, counterfactual_state = envs.with_goals(stored_obs, state, goals)
+        envs.goals[:] = np.array(goals)[:, None]
+        expected_obs, expected_state = envs.observe(envs.view())
+        assert np.array_equal(counterfactual_obs, expected_obs.transpose(1, 0, 2))
+        assert np.array_equal(counterfactual_state, expected_state)
+        # only the steps whose goal changed, and only in the colour columns of the changed goal
+        changed = (counterfactual_state != state).any(1)
+        assert np.array_equal(changed, (stored_goals != np.array(goals)[:, None]).any(0))
+        columns = np.flatnonzero((counterfactual_state != state).any(0))
+        assert len(columns) <= 3 * envs.scenario.num_goals and (changed.any() == (len(columns) > 0))
+    assert np.array_equal(stored_obs, obs.transpose(1, 0, 2))  # the stored arrays are not touched
+
+
+def test_a_task_without_goals_drawn_at_reset_has_no_counterfactual():
+    with pytest.raises(UsageError, match="simple_spread has no goal drawn at reset"):
+        BatchedMPE("simple_spread").goal_assignments()
