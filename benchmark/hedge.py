@@ -1,0 +1,204 @@
+"""Issue #22: CTEDD-k when the student cannot know what the teacher knew (docs/hedge.md).
+
+Distils each tuned CTEDD-G teacher (seeds 1-5, 1M env steps, the tuned settings of benchmark/tuned.json)
+four ways, at every k of --bits:
+- eq. (2), the paper's: the stored states, in chronological order (ctedd_distill.py's default);
+- counterfactual relabelling: each stored state once per value of the goals drawn at reset (no new samples);
+- DAgger: after eq. (2)'s pass, rounds in which the student acts and the teacher labels what it visits
+  (new env samples, counted and reported);
+- both;
+and runs the tuned MADDPG-0 and MADDPG-1 (differentiable channel: the better one on these tasks) on the
+same seeds; MADDPG-3 is taken from benchmark/results/tuned/. Every finished run's result.json is kept under
+benchmark/results/hedge/{task}/, so the study continues where it stopped. --report prints the tables
+(mean ± std over seeds, P(X > Y) with 95% stratified-bootstrap intervals) and draws the figure.
+
+    python benchmark/hedge.py --tasks simple_speaker_listener simple_reference --workers 2
+    python benchmark/hedge.py --report docs/hedge.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import report  # noqa: E402
+import run  # noqa: E402
+
+from common.utils import UsageError  # noqa: E402
+
+RESULTS = ROOT / "benchmark" / "results" / "hedge"
+TUNED = ROOT / "benchmark" / "results" / "tuned"
+TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
+BUDGET = 1_000_000
+DAGGER = ["--dagger-rounds", "4", "--dagger-steps", "10000", "--dagger-updates", "1000"]
+COUNTERFACTUAL = ["--relabel", "counterfactual"]
+VARIANTS = {  # run name: (label, flags of ctedd_distill.py, needs goals drawn at reset)
+    "ctedd_distill": ("eq. (2)", [], False),
+    "ctedd_distill_cf": ("counterfactual", COUNTERFACTUAL, True),
+    "ctedd_distill_dagger": ("DAgger", DAGGER, False),
+    "ctedd_distill_cf_dagger": ("counterfactual + DAgger", COUNTERFACTUAL + DAGGER, True),
+}
+GOAL_TASKS = ("simple_speaker_listener", "simple_reference")  # where counterfactual goals exist
+BASELINE = {0: "maddpg_k0", 1: "maddpg_k1_differentiable", 3: "maddpg_k3_differentiable"}
+
+
+def jobs_for(tasks, seeds, bits, tuned: dict) -> list[run.Job]:
+    jobs = []
+    for seed in seeds:
+        for task in tasks:
+            teacher_flags = ["--total-timesteps", str(BUDGET), *tuned[task]["ctedd_global"]]
+            stage1 = run.Job("ctedd_global", "ctedd_global.py", task, seed, teacher_flags)
+            jobs.append(stage1)
+            for name, (_, flags, needs_goals) in VARIANTS.items():
+                if needs_goals and task not in GOAL_TASKS:
+                    continue
+                for k in bits:
+                    args = ["--message-bits", str(k), *flags]
+                    jobs.append(run.Job(name, "ctedd_distill.py", task, seed, args, after=stage1))
+            low_bits = [k for k in bits if k < 3]  # MADDPG-3 was run for the tuned comparison (results/tuned)
+            jobs += run.build_grid([task], [seed], low_bits, BUDGET, methods=("maddpg",), tuned=tuned)
+    for job in jobs:
+        job.scripts_dir = run.SCRIPTS_DIR
+    return jobs
+
+
+def load(task: str) -> dict[str, dict[int, dict]]:
+    """run name (with _k{bits} for a distillation) -> seed -> result, from hedge/ and MADDPG-3 from tuned/."""
+    found: dict = {}
+    for directory in (TUNED, RESULTS):
+        for path in sorted((directory / task).glob("*__*.json")):
+            name, seed = path.stem.rsplit("__", 1)
+            if directory == TUNED and not name.startswith("maddpg_k3"):
+                continue
+            found.setdefault(name, {})[int(seed)] = json.loads(path.read_text())
+    return found
+
+
+def finals(runs: dict[int, dict]) -> np.ndarray:
+    return np.array([runs[s]["final"]["sum"] for s in sorted(runs)])
+
+
+def mean_std(runs: dict[int, dict]) -> str:
+    return f"{finals(runs).mean():.1f} ± {finals(runs).std():.1f} (n={len(runs)})" if runs else ""
+
+
+def p_better(x: dict, y: dict, task: str, references: dict, reps: int) -> str:
+    seeds = sorted(set(x) & set(y))
+    if len(seeds) < 2:
+        return ""
+    xs, ys = (report.normalise([r[s]["final"]["sum"] for s in seeds], task, references)[:, None] for r in (x, y))
+    p, (low, high) = report.improvement(xs, ys, reps)
+    return f"{p:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def table(task: str, bits, reps: int) -> str:
+    references, found = report.load_references(), load(task)
+    variants = [n for n, (_, _, goals) in VARIANTS.items() if not goals or task in GOAL_TASKS]
+    lines = [f"### {task}", ""]
+    header = [VARIANTS[n][0] for n in variants] + ["tuned MADDPG-k (diff.)", "best relabelling", "P(best > MADDPG-k)"]
+    lines += ["| k | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for k in bits:
+        row, means = [str(k)], {}
+        for name in variants:
+            runs = found.get(f"{name}_k{k}", {})
+            if runs:
+                means[name] = finals(runs).mean()
+            row.append(mean_std(runs))
+        baseline = found.get(BASELINE[k], {})
+        row.append(mean_std(baseline))
+        best = max(means, key=means.get) if means else None
+        row.append(VARIANTS[best][0] if best else "")
+        row.append(p_better(found[f"{best}_k{k}"], baseline, task, references, reps) if best and baseline else "")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "P(X > Y) [95% CI] of each relabelling against eq. (2), same teachers:", ""]
+    others = [n for n in variants if n != "ctedd_distill"]
+    lines += ["| k | " + " | ".join(VARIANTS[n][0] for n in others) + " |", "|---" * (len(others) + 1) + "|"]
+    for k in bits:
+        plain = found.get(f"ctedd_distill_k{k}", {})
+        cells = [p_better(found.get(f"{n}_k{k}", {}), plain, task, references, reps) for n in others]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += ["", "Cost per run (mean over seeds and k): stage-2 env samples and minutes", ""]
+    lines += ["| variant | new env samples | minutes |", "|---|---|---|"]
+    for name in variants:
+        runs = [r for k in bits for r in found.get(f"{name}_k{k}", {}).values()]
+        if runs:
+            samples = np.mean([r.get("stage2_env_steps", 0) for r in runs])
+            lines.append(f"| {VARIANTS[name][0]} | {samples:.0f} | {np.mean([r['minutes'] for r in runs]):.2f} |")
+    if found.get("ctedd_global"):
+        lines += ["", f"Teacher (CTEDD-G): {mean_std(found['ctedd_global'])}"]
+    return "\n".join(lines)
+
+
+def figure(tasks, bits, path: str) -> None:
+    """Per task, the final return of every seed (dots) and the mean (bar) for each k and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    references = report.load_references()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+    colours = ["#9ecae1", "#4292c6", "#41ab5d", "#006d2c", "#a50f15"]
+    for ax, task in zip(axes[0], tasks):
+        found = load(task)
+        names = [n for n, (_, _, goals) in VARIANTS.items() if not goals or task in GOAL_TASKS]
+        columns = [(VARIANTS[n][0], lambda k, n=n: f"{n}_k{k}") for n in names]
+        columns.append(("tuned MADDPG-k (diff.)", lambda k: BASELINE[k]))
+        width = 0.8 / len(columns)
+        for c, (label, key) in enumerate(columns):
+            for position, k in enumerate(bits):
+                runs = found.get(key(k), {})
+                if not runs:
+                    continue
+                x = position + (c - (len(columns) - 1) / 2) * width
+                values = finals(runs)
+                ax.bar(x, values.mean(), width * 0.9, color=colours[c], label=label if position == 0 else None)
+                ax.scatter(np.full(len(values), x), values, s=8, color="black", zorder=3)
+        for name, style in (("no message", ":"), ("full information", "--")):
+            if name in references[task]:
+                ax.axhline(references[task][name], color="grey", linestyle=style, linewidth=1, label=name)
+        teacher = found.get("ctedd_global", {})
+        if teacher:
+            ax.axhline(finals(teacher).mean(), color="#08306b", linewidth=1, label="teacher CTEDD-G (mean)")
+        ax.set_xticks(range(len(bits)), [f"k = {k}" for k in bits])
+        ax.set_title(task)
+        ax.set_ylabel("final return (100 episodes), seeds 1-5")
+        ax.set_ylim(references[task]["random"] * 0.75, references[task]["full information"] * 0.5)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    report.save(fig, path)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--bits", nargs="+", type=int, default=[0, 1, 3])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--tuned", default=str(ROOT / "benchmark" / "tuned.json"))
+    parser.add_argument("--report", nargs="?", const="", default=None, help="print the tables (and draw the figure)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    cli = parser.parse_args()
+    if cli.report is not None:
+        print("\n\n".join(table(task, cli.bits, cli.reps) for task in cli.tasks))
+        if cli.report:
+            figure(cli.tasks, cli.bits, cli.report)
+        raise SystemExit(0)
+    try:
+        tuned = run.read_tuned(cli.tuned)
+        missing = [task for task in cli.tasks if task not in tuned]
+        if missing:
+            raise UsageError(f"no tuned settings for {', '.join(missing)} in {cli.tuned} (benchmark/tune.py)")
+        grid = jobs_for(cli.tasks, cli.seeds, cli.bits, tuned)
+        failed = run.run_grid(grid, cli.workers, cli.runs_dir, "benchmark/logs", str(RESULTS))
+    except UsageError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"{len(grid)} runs, {failed} failed")
+    raise SystemExit(1 if failed else 0)
