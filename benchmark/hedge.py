@@ -48,17 +48,18 @@ GOAL_TASKS = ("simple_speaker_listener", "simple_reference")  # where counterfac
 BASELINE = {0: "maddpg_k0", 1: "maddpg_k1_differentiable", 3: "maddpg_k3_differentiable"}
 
 
-def jobs_for(tasks, seeds, bits, tuned: dict) -> list[run.Job]:
+def jobs_for(tasks, seeds, bits, tuned: dict, variants=tuple(VARIANTS), dagger_bits=(0, 1, 3)) -> list[run.Job]:
     jobs = []
     for seed in seeds:
         for task in tasks:
             teacher_flags = ["--total-timesteps", str(BUDGET), *tuned[task]["ctedd_global"]]
             stage1 = run.Job("ctedd_global", "ctedd_global.py", task, seed, teacher_flags)
             jobs.append(stage1)
-            for name, (_, flags, needs_goals) in VARIANTS.items():
+            for name in variants:
+                _, flags, needs_goals = VARIANTS[name]
                 if needs_goals and task not in GOAL_TASKS:
                     continue
-                for k in bits:
+                for k in [k for k in bits if "dagger" not in name or k in dagger_bits]:
                     args = ["--message-bits", str(k), *flags]
                     jobs.append(run.Job(name, "ctedd_distill.py", task, seed, args, after=stage1))
             low_bits = [k for k in bits if k < 3]  # MADDPG-3 was run for the tuned comparison (results/tuned)
@@ -180,6 +181,8 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--bits", nargs="+", type=int, default=[0, 1, 3])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--dagger-bits", nargs="+", type=int, default=[0, 1, 3], help="the k DAgger variants run at")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--tuned", default=str(ROOT / "benchmark" / "tuned.json"))
@@ -196,7 +199,7 @@ if __name__ == "__main__":
         missing = [task for task in cli.tasks if task not in tuned]
         if missing:
             raise UsageError(f"no tuned settings for {', '.join(missing)} in {cli.tuned} (benchmark/tune.py)")
-        grid = jobs_for(cli.tasks, cli.seeds, cli.bits, tuned)
+        grid = jobs_for(cli.tasks, cli.seeds, cli.bits, tuned, cli.variants, cli.dagger_bits)
         failed = run.run_grid(grid, cli.workers, cli.runs_dir, "benchmark/logs", str(RESULTS))
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None

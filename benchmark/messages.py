@@ -136,26 +136,30 @@ def print_table(report: dict) -> None:
             print(f"| {task} | {label} | {entry['k']} | {cells} | {np.mean(values):.2f} | {usual} |")
 
 
-def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str) -> None:
+PATH_PANELS = {  # run name -> panel title, in rows of three
+    "ctedd_distill__k0": "CTEDD-0",
+    "ctedd_distill__k1": "CTEDD-1",
+    "ctedd_distill__k3": "CTEDD-3",
+    "maddpg_k0": "MADDPG-0",
+    "maddpg_k1_differentiable": "MADDPG-1 (diff.)",
+    "maddpg_k3_differentiable": "MADDPG-3 (diff.)",
+}
+
+
+def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str, panels: dict = PATH_PANELS) -> None:
     """One speaker-listener start, its three possible goals: where each policy's listener goes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [
-        "ctedd_distill__k0",
-        "ctedd_distill__k1",
-        "ctedd_distill__k3",
-        "maddpg_k0",
-        "maddpg_k1_differentiable",
-        "maddpg_k3_differentiable",
-    ]
-    labels = ["CTEDD-0", "CTEDD-1", "CTEDD-3", "MADDPG-0", "MADDPG-1 (diff.)", "MADDPG-3 (diff.)"]
     envs = make_envs({"env_id": "simple_speaker_listener"}, 3)
     colours = ["#d62728", "#2ca02c", "#1f77b4"]  # the landmarks' own colours: red, green, blue
-    fig, axes = plt.subplots(2, 3, figsize=(12, 8.4))
-    for ax, name, label in zip(axes.ravel(), names, labels):
+    rows = -(-len(panels) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(12, 4.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_axis_off()
+    for ax, (name, label) in zip(axes.ravel(), panels.items()):
         models = find_models(runs_dir, "simple_speaker_listener", name)
         if seed not in models:
             ax.set_axis_off()
