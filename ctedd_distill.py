@@ -63,6 +63,8 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
     """new env steps per DAgger round, one episode in each of dagger_steps // 25 environments (no reward used)"""
     dagger_updates: int = 1_000
     """gradient steps per DAgger round, each on a batch of the visited states and one of the stage-1 buffer"""
+    critic_weight: float = 0.0
+    """if positive, the stage-1 critic as a second target: the student also ascends this times sum_i Q_i(s, a)"""
     eval_every: int = 100_000
     """evaluate the local policies every `eval_every` consumed transitions"""
     eval_episodes: int = 100
@@ -75,7 +77,7 @@ def check_args(args: Args) -> None:
     for name in ("batch_size", "iters_per_batch", "passes", "eval_every", "eval_episodes", "dagger_updates"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("message_bits", "dagger_rounds"):
+    for name in ("message_bits", "dagger_rounds", "critic_weight"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if args.dagger_rounds and args.dagger_steps < EPISODE_LENGTH:
@@ -163,6 +165,20 @@ class LocalPolicies(nn.Module):
         return torch.tanh(self.preactivation(obs))
 
 
+class Critics(nn.Module):
+    """ctedd_global.py's centralized Q(s, a_1..a_N), one output per agent, loaded from stage 1 and kept fixed."""
+
+    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+        super().__init__()
+        sizes = [state_dim + num_agents * ACTION_DIM, hidden, hidden, num_agents]
+        layers = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())][:-1]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, 2) -> (N, B)."""
+        return self.net(torch.cat([state, actions.transpose(0, 1).reshape(len(state), -1)], dim=-1)).T
+
+
 class GlobalPolicy(nn.Module):
     """The teacher: ctedd_global.py's global policies, mu_i(s) = tanh(head_i(trunk(s))) (only the
     deterministic means are needed here; omega_i is kept so that the checkpoint loads as saved)."""
@@ -185,14 +201,25 @@ def distillation_loss(student_actions: torch.Tensor, teacher_actions: torch.Tens
     return (teacher_actions - student_actions).pow(2).sum(-1).sum(0).mean()
 
 
+def student_loss(student, obs, states, targets, critics: Critics | None = None, critic_weight: float = 0.0):
+    """eq. (2); with the critic, minus critic_weight * mean_B sum_i Q_i(s, a), a the students' joint action:
+    where the bits leave the goal open, ascending Q averaged over the relabelled goals is the Bayes hedge, which
+    the teacher's average action need not be. Its gradient reaches the speakers through the channel."""
+    actions = student(obs)
+    loss = distillation_loss(actions, targets)
+    if critic_weight:
+        loss = loss - critic_weight * critics(states, actions).sum(0).mean()
+    return loss
+
+
 def labelled(teacher: GlobalPolicy, envs: BatchedMPE, obs: torch.Tensor, states: torch.Tensor, relabel: str):
-    """The student's inputs obs (N, B, W) and the teacher's labels mu(s) (N, B, 2) for the states (B, S);
+    """The student's inputs obs (N, B, W), the states (B, S) and the teacher's labels mu(s) (N, B, 2);
     counterfactual: the batch once per possible value of the goals drawn at reset, (N, C*B, ...)."""
     if relabel == "counterfactual":
         versions = [envs.with_goals(obs, states, goals) for goals in envs.goal_assignments()]
         obs, states = torch.cat([o for o, _ in versions], dim=1), torch.cat([s for _, s in versions])
     with torch.no_grad():
-        return obs, teacher(states)
+        return obs, states, teacher(states)
 
 
 def dagger_round(envs: BatchedMPE, act, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,8 +266,8 @@ def saved_args(checkpoint: dict, path: str) -> dict:
     return saved
 
 
-def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, BatchedMPE, ReplayBuffer]:
-    """The stage-1 run: its global policy checkpoint and replay buffer, checked, and the evaluation
+def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, Critics, dict, BatchedMPE, ReplayBuffer]:
+    """The stage-1 run: its global policy and critics and its replay buffer, checked, and the evaluation
     environments of its task (`--eval-episodes` of them)."""
     if not os.path.isdir(args.global_run):
         raise UsageError(f"stage-1 run directory {args.global_run} does not exist")
@@ -254,8 +281,10 @@ def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, 
     stage1 = saved_args(checkpoint, path)
     envs = make_envs(stage1, args.eval_episodes)
     teacher = GlobalPolicy(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device)
+    critics = Critics(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device).requires_grad_(False)
     try:
         teacher.load_state_dict(checkpoint.get("policy", {}))
+        critics.load_state_dict(checkpoint.get("critics", {}))
     except RuntimeError as err:
         raise UsageError(f"checkpoint {path} is not a ctedd_global.py global policy for {envs.task}") from err
     rb = ReplayBuffer.load(
@@ -269,7 +298,7 @@ def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, dict, 
     )
     if args.teacher == "recorded" and not rb.with_teacher:
         raise UsageError(f"{args.global_run}/buffer.npz has no recorded teacher actions; use --teacher final")
-    return teacher, stage1, envs, rb
+    return teacher, critics, stage1, envs, rb
 
 
 def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
@@ -297,7 +326,7 @@ def main(args: Args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
-    teacher, stage1, eval_envs, rb = load_teacher(args, device)
+    teacher, critics, stage1, eval_envs, rb = load_teacher(args, device)
     run_name = f"{eval_envs.task}__{args.exp_name}__k{args.message_bits}__{args.seed}__{int(time.time())}"
     writer = runs.start_run(args, f"runs/{run_name}")  # tensorboard with the hyperparameter table, and wandb
 
@@ -333,12 +362,12 @@ def main(args: Args) -> dict:
         # the stage-1 samples in chronological order: oldest first, across the ring's wrap-around
         for data in rb.iter_chronological(args.batch_size):
             if args.teacher == "final":
-                obs, targets = labelled(teacher, eval_envs, data.obs, data.states, args.relabel)
+                obs, states, targets = labelled(teacher, eval_envs, data.obs, data.states, args.relabel)
             else:
-                obs, targets = data.obs, data.teacher_actions
+                obs, states, targets = data.obs, data.states, data.teacher_actions
             for _ in range(args.iters_per_batch):
                 # ALGO LOGIC: eq. (2), end to end through the k-bit channel; each agent sees only its own obs
-                loss = distillation_loss(student(obs), targets)
+                loss = student_loss(student, obs, states, targets, critics, args.critic_weight)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -377,8 +406,8 @@ def main(args: Args) -> dict:
             data, picked = rb.sample(args.batch_size), torch.randint(len(visited_states), (args.batch_size,))
             obs = torch.cat([data.obs, visited_obs[:, picked.to(device)]], dim=1)
             states = torch.cat([data.states, visited_states[picked.to(device)]])
-            obs, targets = labelled(teacher, eval_envs, obs, states, args.relabel)
-            loss = distillation_loss(student(obs), targets)
+            obs, states, targets = labelled(teacher, eval_envs, obs, states, args.relabel)
+            loss = student_loss(student, obs, states, targets, critics, args.critic_weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

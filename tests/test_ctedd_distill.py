@@ -208,15 +208,17 @@ def test_counterfactual_relabelling_labels_each_stored_state_once_per_goal():
     envs, obs, states = speaker_listener_steps()
     teacher = GlobalPolicy(2, envs.state_dim, hidden=16)
     batch = len(states)
-    stored_obs, stored_targets = labelled(teacher, envs, obs, states, "stored")
+    stored_obs, stored_states, stored_targets = labelled(teacher, envs, obs, states, "stored")
     assert torch.equal(stored_obs, obs) and torch.equal(stored_targets, teacher(states))
-    relabelled_obs, targets = labelled(teacher, envs, obs, states, "counterfactual")
+    assert torch.equal(stored_states, states)
+    relabelled_obs, relabelled_states, targets = labelled(teacher, envs, obs, states, "counterfactual")
     assert relabelled_obs.shape == (2, 3 * batch, obs.shape[-1]) and targets.shape == (2, 3 * batch, 2)
     for c, goals in enumerate(envs.goal_assignments()):
         versions = slice(c * batch, (c + 1) * batch)
         counterfactual_obs, counterfactual_states = envs.with_goals(obs, states, goals)
         assert torch.equal(relabelled_obs[:, versions], counterfactual_obs)
         assert torch.equal(targets[:, versions], teacher(counterfactual_states))
+        assert torch.equal(relabelled_states[versions], counterfactual_states)
         assert torch.equal(relabelled_obs[1, versions], obs[1])  # the listener sees the same, its label changes
     assert not torch.allclose(targets[1, :batch], targets[1, batch : 2 * batch])
 
@@ -241,7 +243,7 @@ def test_with_no_bits_counterfactual_relabelling_hedges_over_the_goals(relabel):
     per_goal = torch.stack([teacher(envs.with_goals(obs, states, goals)[1])[1, 0] for goals in envs.goal_assignments()])
     student = LocalPolicies(2, obs.shape[-1], hidden=32, message_bits=0, message_type="binary")
     optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
-    inputs, targets = labelled(teacher, envs, obs, states, relabel)
+    inputs, _, targets = labelled(teacher, envs, obs, states, relabel)
     for _ in range(800):
         loss = distillation_loss(student(inputs), targets)
         optimizer.zero_grad()
@@ -289,3 +291,51 @@ def test_new_states_need_a_teacher_and_counterfactuals_a_goal(stage1_run, tmp_pa
     assert_one_line_error(recorded, "they need --teacher final")
     assert_one_line_error(distil(stage1_run, tmp_path, "--relabel", "counterfactual"), "has no goal drawn at reset")
     assert_one_line_error(distil(stage1_run, tmp_path, "--dagger-rounds", "1", "--dagger-steps", "3"), "one episode")
+
+
+def test_the_critics_are_exactly_ctedd_global_s():
+    import ctedd_global
+
+    torch.manual_seed(0)
+    trained = ctedd_global.Critics(N, S, hidden=16)
+    critics = ctedd_distill.Critics(N, S, hidden=16)
+    critics.load_state_dict(trained.state_dict())
+    states, actions = torch.randn(8, S), torch.rand(N, 8, 2) * 2 - 1
+    assert torch.equal(critics(states, actions), trained(states, actions))
+
+
+class BowlCritic(torch.nn.Module):
+    """Q_i(s, a) = -||a_i - best_i||^2, the best action of agent i fixed: (N, B)."""
+
+    def __init__(self, best):
+        super().__init__()
+        self.best = best
+
+    def forward(self, states, actions):
+        return -(actions - self.best[:, None]).pow(2).sum(-1)
+
+
+def test_the_critic_target_pulls_the_student_toward_the_critics_best_action():
+    torch.manual_seed(0)
+    obs, states = torch.randn(N, 64, W), torch.randn(64, S)
+    teacher_actions, best = torch.zeros(N, 64, 2), torch.full((N, 2), 0.6)
+    for weight, expected in ((0.0, 0.0), (1.0, 0.3), (9.0, 0.54)):  # the minimum of |a|^2 + w |a - 0.6|^2
+        student = LocalPolicies(N, W, hidden=32, message_bits=1, message_type="continuous")
+        optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
+        for _ in range(600):
+            loss = ctedd_distill.student_loss(student, obs, states, teacher_actions, BowlCritic(best), weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        assert student(obs).mean().item() == pytest.approx(expected, abs=0.02)
+
+
+def test_the_critic_target_reaches_the_speaker_through_the_bits():
+    torch.manual_seed(0)
+    student = LocalPolicies(2, W, hidden=16, message_bits=2, message_type="binary")
+    obs, states = torch.randn(2, 32, W), torch.randn(32, S)
+    best = torch.tensor([[0.0, 0.0], [0.9, -0.9]])  # only the listener (agent 1) is asked to change
+    targets = student(obs).detach()  # eq. (2) at its minimum: every gradient comes from the critic
+    ctedd_distill.student_loss(student, obs, states, targets, BowlCritic(best), 1.0).backward()
+    speaker_gradient = sum(p.grad[0].abs().sum() for p in student.message_net.parameters())
+    assert speaker_gradient > 0  # the speaker's message net learns from the listener's Q through the channel
