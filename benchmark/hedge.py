@@ -1,12 +1,13 @@
 """Issue #22: CTEDD-k when the student cannot know what the teacher knew (docs/hedge.md).
 
 Distils each tuned CTEDD-G teacher (seeds 1-5, 1M env steps, the tuned settings of benchmark/tuned.json)
-four ways, at every k of --bits:
+five ways, at every k of --bits:
 - eq. (2), the paper's: the stored states, in chronological order (ctedd_distill.py's default);
 - counterfactual relabelling: each stored state once per value of the goals drawn at reset (no new samples);
 - DAgger: after eq. (2)'s pass, rounds in which the student acts and the teacher labels what it visits
   (new env samples, counted and reported);
 - both;
+- counterfactual relabelling with the stage-1 critic as a second target (--critic-weight);
 and runs the tuned MADDPG-0 and MADDPG-1 (differentiable channel: the better one on these tasks) on the
 same seeds; MADDPG-3 is taken from benchmark/results/tuned/. Every finished run's result.json is kept under
 benchmark/results/hedge/{task}/, so the study continues where it stopped. --report prints the tables
@@ -38,11 +39,13 @@ TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
 BUDGET = 1_000_000
 DAGGER = ["--dagger-rounds", "4", "--dagger-steps", "10000", "--dagger-updates", "1000"]
 COUNTERFACTUAL = ["--relabel", "counterfactual"]
+CRITIC = ["--critic-weight", "20"]  # of 1, 5 and 20 the best at k = 0, a pilot on seed 2's teacher (docs/hedge.md)
 VARIANTS = {  # run name: (label, flags of ctedd_distill.py, needs goals drawn at reset)
     "ctedd_distill": ("eq. (2)", [], False),
     "ctedd_distill_cf": ("counterfactual", COUNTERFACTUAL, True),
     "ctedd_distill_dagger": ("DAgger", DAGGER, False),
     "ctedd_distill_cf_dagger": ("counterfactual + DAgger", COUNTERFACTUAL + DAGGER, True),
+    "ctedd_distill_cf_critic": ("counterfactual + critic", COUNTERFACTUAL + CRITIC, True),
 }
 GOAL_TASKS = ("simple_speaker_listener", "simple_reference")  # where counterfactual goals exist
 BASELINE = {0: "maddpg_k0", 1: "maddpg_k1_differentiable", 3: "maddpg_k3_differentiable"}
@@ -145,7 +148,7 @@ def figure(tasks, bits, path: str) -> None:
 
     references = report.load_references()
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
-    colours = ["#9ecae1", "#4292c6", "#41ab5d", "#006d2c", "#a50f15"]
+    colours = ["#9ecae1", "#4292c6", "#41ab5d", "#006d2c", "#6a51a3", "#a50f15"]
     for ax, task in zip(axes[0], tasks):
         found = load(task)
         names = [n for n, (_, _, goals) in VARIANTS.items() if not goals or task in GOAL_TASKS]
