@@ -25,7 +25,7 @@ from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video
-from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
+from common.utils import UsageError, check_numbers, multiples_in, progress_line, timing_line
 
 
 @dataclass
@@ -100,14 +100,11 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
 
 
 def check_args(args: Args) -> None:
+    check_numbers(args)
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
-    non_negative = ("learning_starts", "checkpoint_frequency", "alpha", "omega_reg")
-    if args.fixed_sigma is not None and args.fixed_sigma <= 0:
-        raise UsageError(f"--fixed-sigma must be positive, got {args.fixed_sigma}")
+    runs.check_saving(args)
     if args.target_entropy is not None and args.alpha <= 0:
         raise UsageError("--target-entropy tunes alpha from its start value: --alpha must be positive")
-    check_counts(args, (*positive, "eval_episodes"), non_negative)
 
 
 # ALGO LOGIC: initialize agent here:

@@ -24,7 +24,7 @@ from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video
-from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
+from common.utils import UsageError, check_numbers, multiples_in, progress_line, timing_line
 
 
 @dataclass
@@ -95,10 +95,9 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
 
 
 def check_args(args: Args) -> None:
+    check_numbers(args)
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
-    non_negative = ("learning_starts", "checkpoint_frequency", "message_bits", "exploration_noise")
-    check_counts(args, (*positive, "eval_episodes"), non_negative)
+    runs.check_saving(args)
 
 
 # ALGO LOGIC: initialize agent here:

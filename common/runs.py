@@ -148,6 +148,14 @@ def restore(
     return checkpoint["global_step"], json.loads(checkpoint["evaluations"]), rb
 
 
+def check_saving(args) -> None:
+    """Periodic checkpoints are written into the run directory with the model: refuse them without it."""
+    if args.checkpoint_frequency and not args.save_model:
+        raise UsageError("--checkpoint-frequency writes checkpoints with the model: pass --save-model too")
+    if args.batch_size > args.buffer_size:
+        raise UsageError(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}")
+
+
 def checkpoint_due(global_step: int, done_steps: int, args) -> bool:
     """Whether a periodic checkpoint falls in the env steps just taken (not at the end: the run saves then)."""
     every = args.checkpoint_frequency
