@@ -55,6 +55,7 @@ RANGES = {
     "dagger_rounds": (0, INF, True, False),
     "dagger_steps": (25, INF, True, False),  # one episode in at least one environment
     "dagger_updates": (1, INF, True, False),
+    "critic_weight": (0, INF, True, False),
 }
 
 
@@ -88,18 +89,33 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
 
     A crash while writing leaves the previous file intact, never a half-written one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_all([(path, write)])
+
+
+def atomic_write_all(files: list[tuple[str | os.PathLike, Callable]]) -> None:
+    """Write every (path, write) to a temporary file beside its path, then rename them over the paths in
+    order. Where a write fails (a full disk, a read-only directory) no path is touched, the temporary files
+    are removed and the error names the path, in one line."""
+    written = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for path, write in files:
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                written.append((tmp, path))
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+                raise UsageError(f"cannot write {path}: {reason}; the previous file is intact") from err
+        for tmp, path in written:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
