@@ -22,7 +22,7 @@ from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import ACTION_DIM, EPISODE_LENGTH, TASK_SETTINGS, describe_episode, log_episode, record_video
-from common.utils import UsageError, load_checkpoint, save_checkpoint
+from common.utils import UsageError, check_numbers, load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -72,16 +72,9 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
 
 
 def check_args(args: Args) -> None:
+    check_numbers(args)
     if not args.global_run and not args.eval_checkpoint:
         raise UsageError("pass --global-run runs/<stage-1 run> (written by ctedd_global.py)")
-    for name in ("batch_size", "iters_per_batch", "passes", "eval_every", "eval_episodes", "dagger_updates"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("message_bits", "dagger_rounds", "critic_weight"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    if args.dagger_rounds and args.dagger_steps < EPISODE_LENGTH:
-        raise UsageError(f"--dagger-steps must be at least one episode ({EPISODE_LENGTH}), got {args.dagger_steps}")
     if args.teacher == "recorded" and (args.relabel != "stored" or args.dagger_rounds):
         raise UsageError("--relabel counterfactual and --dagger-rounds label new states: they need --teacher final")
 

@@ -25,7 +25,7 @@ from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video
-from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
+from common.utils import UsageError, check_numbers, multiples_in, progress_line, timing_line
 
 
 @dataclass
@@ -100,14 +100,11 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.0
 
 
 def check_args(args: Args) -> None:
+    check_numbers(args)
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
-    non_negative = ("learning_starts", "checkpoint_frequency", "alpha", "omega_reg")
-    if args.fixed_sigma is not None and args.fixed_sigma <= 0:
-        raise UsageError(f"--fixed-sigma must be positive, got {args.fixed_sigma}")
+    runs.check_saving(args)
     if args.target_entropy is not None and args.alpha <= 0:
         raise UsageError("--target-entropy tunes alpha from its start value: --alpha must be positive")
-    check_counts(args, (*positive, "eval_episodes"), non_negative)
 
 
 # ALGO LOGIC: initialize agent here:
@@ -351,18 +348,19 @@ def main(args: Args) -> dict:
     modules = dict(policy=policy, target_policy=target_policy, critics=critics, target_critics=target_critics)
     modules.update(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer, omega_optimizer=omega_optimizer)
     modules.update(temperature=temperature, alpha_optimizer=alpha_optimizer)
-    start_step, evaluations = 0, []  # evaluations: (env step, mean returns), the learning curve
-    if checkpoint is not None:
-        start_step, evaluations, rb = runs.restore(checkpoint, modules, run_dir, rb, envs.task)
-    act = deterministic_actor(policy, device)
     recent = RecentBatch()
     diagnostics = []  # what moves omega_i, every 100 learning iterations (README, "What omega_i learns")
+    start_step, evaluations = 0, []  # evaluations: (env step, mean returns), the learning curve
+    if checkpoint is not None:
+        start_step, evaluations, rb, loop = runs.restore(checkpoint, modules, run_dir, rb, envs)
+        recent.parts, diagnostics = loop["recent"], loop["omega"]
+    act = deterministic_actor(policy, device)
     seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
     recent_returns = []
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
-    obs, state = envs.reset(seed=args.seed + start_step)
+    obs, state = envs.reset(seed=args.seed) if checkpoint is None else envs.observe(envs.view())
     for global_step in range(start_step, args.total_timesteps, args.num_envs):
         # ALGO LOGIC: put action logic here
         tick = time.perf_counter()
@@ -478,13 +476,16 @@ def main(args: Args) -> dict:
             seconds["eval"] += time.perf_counter() - tick
 
         if args.save_model and runs.checkpoint_due(global_step, done_steps, args):
-            runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)
+            runs.save_run(
+                run_dir, args, modules, rb, envs, done_steps, evaluations, recent=recent.parts, omega=diagnostics
+            )
 
     print(f"final eval: {describe_episode(result)}")
     print(timing_line(done_steps - start_step, start_time, seconds))
     runs.save_result(run_dir, vars(args), evaluations, seconds, start_time, omega=diagnostics)
     if args.save_model:
-        runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)  # the buffer: stage 2's data
+        # the buffer is stage 2's data
+        runs.save_run(run_dir, args, modules, rb, envs, done_steps, evaluations, recent=recent.parts, omega=diagnostics)
         runs.save_model(run_dir, args, "ctedd_global.py", policy, critics)
         print(f"next, distil: python ctedd_distill.py --global-run {run_dir}")
     runs.end_run(writer, args)

@@ -24,7 +24,7 @@ from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video
-from common.utils import UsageError, check_counts, multiples_in, progress_line, timing_line
+from common.utils import UsageError, check_numbers, multiples_in, progress_line, timing_line
 
 
 @dataclass
@@ -95,10 +95,9 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
 
 
 def check_args(args: Args) -> None:
+    check_numbers(args)
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "eval_frequency")
-    non_negative = ("learning_starts", "checkpoint_frequency", "message_bits", "exploration_noise")
-    check_counts(args, (*positive, "eval_episodes"), non_negative)
+    runs.check_saving(args)
 
 
 # ALGO LOGIC: initialize agent here:
@@ -305,14 +304,14 @@ def main(args: Args) -> dict:
     modules.update(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
     start_step, evaluations = 0, []  # evaluations: (env step, mean returns), the learning curve
     if checkpoint is not None:
-        start_step, evaluations, rb = runs.restore(checkpoint, modules, run_dir, rb, envs.task)
+        start_step, evaluations, rb, _ = runs.restore(checkpoint, modules, run_dir, rb, envs)
     act = deterministic_actor(policy, device)
     seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
     recent_returns = []
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
-    obs, state = envs.reset(seed=args.seed + start_step)
+    obs, state = envs.reset(seed=args.seed) if checkpoint is None else envs.observe(envs.view())
     for global_step in range(start_step, args.total_timesteps, args.num_envs):
         # ALGO LOGIC: put action logic here
         tick = time.perf_counter()
@@ -394,14 +393,14 @@ def main(args: Args) -> dict:
             seconds["eval"] += time.perf_counter() - tick
 
         if args.save_model and runs.checkpoint_due(global_step, done_steps, args):
-            runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)
+            runs.save_run(run_dir, args, modules, rb, envs, done_steps, evaluations)
 
     print(f"final eval: {describe_episode(result)}")
     print(timing_line(done_steps - start_step, start_time, seconds))
     runs.save_result(run_dir, vars(args), evaluations, seconds, start_time)
     if args.save_model:
         if args.checkpoint_frequency:
-            runs.save_run(run_dir, args, modules, rb, done_steps, evaluations)
+            runs.save_run(run_dir, args, modules, rb, envs, done_steps, evaluations)
         runs.save_model(run_dir, args, "maddpg.py", policy, critics)
     runs.end_run(writer, args)
     return result

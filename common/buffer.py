@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -134,6 +134,14 @@ class ReplayBuffer:
             env_steps=torch.from_numpy(self._env_steps(idx)).to(self.device),
         )
 
+    def restore_ring(self, pos: int) -> None:
+        """Put a loaded buffer (stored oldest first) back in the ring layout it had when saved, the next
+        transition going to `pos`, so that uniform sampling draws the transitions it would have drawn."""
+        if self.size == self.capacity:
+            for name, array in self.data.items():
+                array[:] = np.roll(array, pos, axis=1 if name in PER_AGENT else 0)
+        self.pos = pos
+
     def sample(self, batch_size: int) -> Batch:
         """Uniform sample with replacement."""
         return self.get(self.rng.integers(0, self.size, size=batch_size))
@@ -146,12 +154,16 @@ class ReplayBuffer:
 
     def save(self, path: str | os.PathLike, task: str) -> None:
         """Write the content, oldest first, to an .npz file, atomically."""
+        atomic_write(path, self.writer(task))
+
+    def writer(self, task: str) -> Callable:
+        """write(file): the content, oldest first, as an .npz file."""
         order = self.chronological_indices()
         arrays = {name: array[:, order] if name in PER_AGENT else array[order] for name, array in self.data.items()}
         arrays["meta_version"] = np.array(FORMAT_VERSION)
         arrays["meta_task"] = np.array(task)
         arrays["meta_num_added"] = np.array(self.num_added)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        return lambda f: np.savez(f, **arrays)
 
     @classmethod
     def load(

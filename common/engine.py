@@ -378,6 +378,19 @@ class BatchedMPE:
     def view(self) -> View:
         return self.scenario.view(self.pos, self.vel, self.landmarks, self.goals)
 
+    WORLD = ("pos", "vel", "landmarks", "goals", "steps", "returns")  # what a step and an episode's end read
+
+    def get_state(self) -> dict:
+        """Everything the next steps depend on: the worlds mid-episode (copies) and the generator of new episodes."""
+        return {**{name: getattr(self, name).copy() for name in self.WORLD}, "rng": self.rng.bit_generator.state}
+
+    def set_state(self, saved: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Continue from `get_state()`'s worlds; returns their (obs, state), as the step before returned them."""
+        for name in self.WORLD:
+            setattr(self, name, np.array(saved[name]))
+        self.rng.bit_generator.state = saved["rng"]
+        return self.observe(self.view())
+
     def observe(self, view: View) -> tuple[np.ndarray, np.ndarray]:
         """(obs (B, N, obs_width), state (B, state_dim)), float32, batch-major."""
         groups = self.scenario.observe(view)

@@ -228,6 +228,12 @@ class MPEEnv:
             continuous_actions=True, max_cycles=EPISODE_LENGTH, render_mode=render_mode, **limits
         )
         world, scenario = self._raw.world, self._raw.scenario
+        for flag, count, present, what in (
+            ("--agent-neighbors", agent_neighbors, len(world.agents) - 1, "other agents"),
+            ("--landmark-neighbors", landmark_neighbors, len(world.landmarks), "landmarks"),
+        ):
+            if count is not None and count > present:
+                raise UsageError(f"{flag} {count}: each agent of {env_id} has only {present} {what}")
         silence(world)
         # the full state reads the same world through the scenario without neighbour limits
         self._full_scenario = type(scenario)() if limits else scenario

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
 from common.engine import evaluate, make_envs
 from common.envs import describe_episode, record_video, task_flags, task_of
-from common.utils import UsageError, atomic_write, load_checkpoint, multiples_in, save_checkpoint
+from common.utils import UsageError, atomic_write, atomic_write_all, load_checkpoint, multiples_in, save_checkpoint
 
 EVAL_SEED = 10_000  # evaluation episode i starts as mpe2's reset(seed=EVAL_SEED + i)
 
@@ -128,10 +130,13 @@ def resume_args(args, Args) -> tuple[object, dict]:
 
 
 def restore(
-    checkpoint: dict, modules: dict, run_dir: str, rb: ReplayBuffer, task: str
-) -> tuple[int, list, ReplayBuffer]:
-    """Load the networks, optimizers and RNG of a checkpoint, and the replay buffer saved with it into
-    a buffer shaped like `rb`; returns the checkpoint's env step, its evaluations so far and that buffer."""
+    checkpoint: dict, modules: dict, run_dir: str, rb: ReplayBuffer, envs
+) -> tuple[int, list, ReplayBuffer, dict]:
+    """Continue exactly where `save_run` stopped: the networks and optimizers, every random generator, the
+    environments mid-episode and the replay buffer saved with it (into a buffer shaped like `rb`, in its ring
+    layout). Returns the env step, the evaluations so far, the buffer and the script's own loop state."""
+    if "generators" not in checkpoint:
+        raise UsageError(f"{run_dir}/checkpoint.pt holds no environment state: written by an older version")
     for name, module in modules.items():
         try:
             module.load_state_dict(checkpoint[name])
@@ -139,13 +144,34 @@ def restore(
             raise UsageError(
                 f"{run_dir}/checkpoint.pt: its {name} does not fit this script: {type(err).__name__}"
             ) from err
-    torch.set_rng_state(checkpoint["torch_rng"])
     num_agents, _, obs_width = rb.data["obs"].shape
     state_dim, action_dim = rb.data["states"].shape[1], rb.data["actions"].shape[2]
     path = f"{run_dir}/buffer.npz"
-    rb = ReplayBuffer.load(path, task, num_agents, obs_width, state_dim, action_dim, rb.capacity, rb.device)
+    rb = ReplayBuffer.load(path, envs.task, num_agents, obs_width, state_dim, action_dim, rb.capacity, rb.device)
+    if rb.num_added != checkpoint["buffer_added"]:  # a crash between the two renames of save_run
+        raise UsageError(f"{path} holds {rb.num_added} transitions, its checkpoint.pt {checkpoint['buffer_added']}")
+    rb.restore_ring(checkpoint["buffer_pos"])
+    generators = json.loads(checkpoint["generators"])
+    version, internal, gauss = generators["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = generators["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+    rb.rng.bit_generator.state = generators["buffer"]
+    torch.set_rng_state(checkpoint["torch_rng"])
+    if torch.cuda.is_available() and "cuda_rng" in checkpoint:
+        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+    world = {name: value.numpy() for name, value in checkpoint["envs"].items()}
+    envs.set_state({**world, "rng": generators["envs"]})
     print(f"resumed {run_dir} at step {checkpoint['global_step']}")
-    return checkpoint["global_step"], json.loads(checkpoint["evaluations"]), rb
+    return checkpoint["global_step"], json.loads(checkpoint["evaluations"]), rb, checkpoint["loop"]
+
+
+def check_saving(args) -> None:
+    """Periodic checkpoints are written into the run directory with the model: refuse them without it."""
+    if args.checkpoint_frequency and not args.save_model:
+        raise UsageError("--checkpoint-frequency writes checkpoints with the model: pass --save-model too")
+    if args.batch_size > args.buffer_size:
+        raise UsageError(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}")
 
 
 def checkpoint_due(global_step: int, done_steps: int, args) -> bool:
@@ -156,13 +182,25 @@ def checkpoint_due(global_step: int, done_steps: int, args) -> bool:
     )
 
 
-def save_run(run_dir: str, args, modules: dict, rb: ReplayBuffer, global_step: int, evaluations: list) -> None:
-    """A resumable checkpoint: the buffer first, then the weights and state that point at it."""
-    rb.save(f"{run_dir}/buffer.npz", task=task_of(vars(args)))
+def save_run(run_dir: str, args, modules: dict, rb: ReplayBuffer, envs, global_step: int, evaluations: list, **loop):
+    """A resumable checkpoint of everything the rest of the run depends on, so that a resumed run equals the
+    uninterrupted one: the replay buffer (buffer.npz) and, in checkpoint.pt, the weights and optimizers, every
+    random generator (torch's, numpy's and Python's global ones, the buffer's, the environments'), the
+    environments mid-episode and the script's own `loop` state (tensors or plain values)."""
     checkpoint = {name: module.state_dict() for name, module in modules.items()}
     checkpoint.update(args=vars(args), global_step=global_step, torch_rng=torch.get_rng_state())
+    if torch.cuda.is_available():
+        checkpoint["cuda_rng"] = torch.cuda.get_rng_state_all()
     checkpoint.update(evaluations=json.dumps(evaluations))  # a string: weights_only loading takes plain values
-    save_checkpoint(f"{run_dir}/checkpoint.pt", checkpoint)
+    world = envs.get_state()
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    generators = dict(python=random.getstate(), numpy=(name, keys.tolist(), position, has_gauss, cached))
+    generators.update(buffer=rb.rng.bit_generator.state, envs=world.pop("rng"))
+    checkpoint.update(generators=json.dumps(generators), buffer_pos=rb.pos, buffer_added=rb.num_added, loop=loop)
+    checkpoint["envs"] = {name: torch.from_numpy(value) for name, value in world.items()}
+    # both files or neither: a failing write leaves the previous pair as it was
+    buffer = (f"{run_dir}/buffer.npz", rb.writer(task_of(vars(args))))
+    atomic_write_all([buffer, (f"{run_dir}/checkpoint.pt", lambda f: torch.save(checkpoint, f))])
 
 
 def save_model(run_dir: str, args, script: str, policy, critics) -> str:

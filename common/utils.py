@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import tempfile
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,14 +19,69 @@ class UsageError(Exception):
     """Bad input from the user: the scripts print the message on one line and exit non-zero."""
 
 
-def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
-    """Refuse, with a one-line reason, an argument that must be positive or must not be negative."""
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in non_negative:
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+INF = float("inf")
+# every number any script takes, by its meaning: (lowest, highest, lowest allowed, highest allowed); every number
+# must also be finite. check_numbers refuses a numeric argument missing here, so a new flag cannot skip it.
+RANGES = {
+    "seed": (0, 2**32 - 1, True, True),  # numpy's seeds
+    "threads": (1, 1024, True, True),
+    "total_timesteps": (1, INF, True, False),
+    "num_envs": (1, INF, True, False),
+    "buffer_size": (1, INF, True, False),
+    "batch_size": (1, INF, True, False),
+    "learning_starts": (0, INF, True, False),
+    "train_frequency": (1, INF, True, False),
+    "checkpoint_frequency": (0, INF, True, False),
+    "eval_frequency": (1, INF, True, False),
+    "eval_every": (1, INF, True, False),
+    "eval_episodes": (1, INF, True, False),
+    "agent_neighbors": (1, INF, True, False),  # at most what the task has: checked where the task is built
+    "landmark_neighbors": (1, INF, True, False),
+    "learning_rate": (0, 1, False, True),
+    "critic_learning_rate": (0, 1, False, True),
+    "tau": (0, 1, False, True),
+    "gamma": (0, 1, True, True),
+    "max_grad_norm": (0, INF, False, False),
+    "actor_reg": (0, INF, True, False),
+    "hidden_dim": (1, 65536, True, True),
+    "message_bits": (0, 64, True, True),
+    "exploration_noise": (0, INF, True, False),
+    "alpha": (0, INF, True, False),
+    "target_entropy": (-INF, INF, False, False),
+    "omega_reg": (0, INF, True, False),
+    "fixed_sigma": (0, INF, False, False),
+    "iters_per_batch": (1, INF, True, False),
+    "passes": (1, INF, True, False),
+    "dagger_rounds": (0, INF, True, False),
+    "dagger_steps": (25, INF, True, False),  # one episode in at least one environment
+    "dagger_updates": (1, INF, True, False),
+    "critic_weight": (0, INF, True, False),
+}
+
+
+def numeric_fields(args) -> list[str]:
+    """The names of the dataclass `args`' int and float fields (None-able ones included, bools not)."""
+    names = []
+    for field in dataclasses.fields(args):
+        kinds = field.type.split(" | ") if isinstance(field.type, str) else typing.get_args(field.type) or [field.type]
+        if any(kind in (int, float, "int", "float") for kind in kinds):
+            names.append(field.name)
+    return names
+
+
+def check_numbers(args) -> None:
+    """Refuse, with a one-line reason naming the flag and its range, any numeric argument out of RANGES."""
+    for name in numeric_fields(args):
+        if name not in RANGES:
+            raise TypeError(f"numeric argument {name} has no range in common.utils.RANGES")
+        value, (low, high, low_in, high_in) = getattr(args, name), RANGES[name]
+        if value is None:
+            continue
+        inside = math.isfinite(value) and (low < value or low_in and value == low)
+        inside = inside and (value < high or high_in and value == high)
+        if not inside:
+            interval = f"{'[' if low_in else '('}{low!s:.12}, {high!s:.12}{']' if high_in else ')'}"
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable) -> None:
@@ -31,18 +89,33 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
 
     A crash while writing leaves the previous file intact, never a half-written one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_all([(path, write)])
+
+
+def atomic_write_all(files: list[tuple[str | os.PathLike, Callable]]) -> None:
+    """Write every (path, write) to a temporary file beside its path, then rename them over the paths in
+    order. Where a write fails (a full disk, a read-only directory) no path is touched, the temporary files
+    are removed and the error names the path, in one line."""
+    written = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for path, write in files:
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                written.append((tmp, path))
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+                raise UsageError(f"cannot write {path}: {reason}; the previous file is intact") from err
+        for tmp, path in written:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:

@@ -253,10 +253,10 @@ def test_save_then_evaluate(tmp_path):
     "args, reason",
     [
         (["--env-id", "simple_pong"], "unknown env id 'simple_pong'; supported: simple_push, simple_tag"),
-        (["--total-timesteps", "-5"], "--total-timesteps must be positive"),
+        (["--total-timesteps", "-5"], "--total-timesteps must be a finite number in [1, inf), got -5"),
         (["--resume", "runs/nothing"], "checkpoint runs/nothing/checkpoint.pt does not exist"),
         (["--eval-checkpoint", "missing.cleanrl_model"], "checkpoint missing.cleanrl_model does not exist"),
-        (["--fixed-sigma", "0"], "--fixed-sigma must be positive"),
+        (["--fixed-sigma", "0"], "--fixed-sigma must be a finite number in (0, inf), got 0.0"),
         (["--target-entropy", "0.2", "--alpha", "0"], "--alpha must be positive"),
     ],
 )

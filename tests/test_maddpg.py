@@ -246,12 +246,12 @@ def test_same_seed_gives_identical_results(in_tmp):
     "args, reason",
     [
         (["--env-id", "simple_pong"], "unknown env id 'simple_pong'; supported: simple_push, simple_tag"),
-        (["--total-timesteps", "-5"], "--total-timesteps must be positive"),
+        (["--total-timesteps", "-5"], "--total-timesteps must be a finite number in [1, inf), got -5"),
         (["--eval-checkpoint", "missing.cleanrl_model"], "checkpoint missing.cleanrl_model does not exist"),
         (["--env-id", "simple_spread", "--opponents", "scripted"], "--opponents scripted needs one of"),
         (["--env-id", "simple_push", "--agent-neighbors", "1"], "--agent-neighbors needs one of simple_spread"),
         (["--env-id", "simple_reference", "--landmark-neighbors", "1"], "simple_reference has no neighbour limit"),
-        (["--env-id", "simple_spread", "--agent-neighbors", "-2"], "--agent-neighbors must be positive, got -2"),
+        (["--env-id", "simple_spread", "--agent-neighbors", "-2"], "--agent-neighbors must be a finite number in [1"),
     ],
 )
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
