@@ -179,6 +179,18 @@ def figure(tasks, bits, path: str) -> None:
     report.save(fig, path)
 
 
+def listener_paths(path: str, runs_dir: str, seed: int = 1) -> None:
+    """messages.py's listener-path figure: eq. (2), the relabellings and MADDPG-k at k = 0 and 1, one teacher."""
+    import messages
+
+    panels = {}
+    for k, baseline in ((0, "maddpg_k0"), (1, "maddpg_k1_differentiable")):
+        for name in ("ctedd_distill", "ctedd_distill_cf", "ctedd_distill_cf_critic"):
+            panels[f"{name}__k{k}"] = f"CTEDD-{k}, {VARIANTS[name][0]}"
+        panels[baseline] = f"tuned MADDPG-{k}" + (" (diff.)" if k else "")
+    messages.plot_listener_paths(runs_dir, seed, messages.SEED, path, panels, columns=4)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
@@ -191,11 +203,14 @@ if __name__ == "__main__":
     parser.add_argument("--tuned", default=str(ROOT / "benchmark" / "tuned.json"))
     parser.add_argument("--report", nargs="?", const="", default=None, help="print the tables (and draw the figure)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--paths", default=None, help="--report: draw the listener paths too (the models in runs/)")
     cli = parser.parse_args()
     if cli.report is not None:
         print("\n\n".join(table(task, cli.bits, cli.reps) for task in cli.tasks))
         if cli.report:
             figure(cli.tasks, cli.bits, cli.report)
+        if cli.paths:
+            listener_paths(cli.paths, cli.runs_dir)
         raise SystemExit(0)
     try:
         tuned = run.read_tuned(cli.tuned)

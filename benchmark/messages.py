@@ -146,7 +146,9 @@ PATH_PANELS = {  # run name -> panel title, in rows of three
 }
 
 
-def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str, panels: dict = PATH_PANELS) -> None:
+def plot_listener_paths(
+    runs_dir: str, seed: int, episode_seed: int, path: str, panels: dict = PATH_PANELS, columns: int = 3
+) -> None:
     """One speaker-listener start, its three possible goals: where each policy's listener goes."""
     import matplotlib
 
@@ -155,8 +157,8 @@ def plot_listener_paths(runs_dir: str, seed: int, episode_seed: int, path: str, 
 
     envs = make_envs({"env_id": "simple_speaker_listener"}, 3)
     colours = ["#d62728", "#2ca02c", "#1f77b4"]  # the landmarks' own colours: red, green, blue
-    rows = -(-len(panels) // 3)
-    fig, axes = plt.subplots(rows, 3, figsize=(12, 4.2 * rows), squeeze=False)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.2 * rows), squeeze=False, sharex=True, sharey=True)
     for ax in axes.ravel()[len(panels) :]:
         ax.set_axis_off()
     for ax, (name, label) in zip(axes.ravel(), panels.items()):
