@@ -267,7 +267,7 @@ def tuning_report(task: str, figure: str | None) -> str:
                     ax.annotate(name, (-0.4, level), fontsize=7, va="bottom")
             ax.set_ylim(FLOOR - 0.05, 1.05)
             ax.set_title(outcome["method"], fontsize=10)
-            ax.set_xlabel("configuration (0: the defaults)")
+            ax.set_xlabel("configuration (0: the defaults before the tuning; 11: the defaults since)")
             ax.set_xticks(range(len(outcome["configurations"])))
         axes[0][0].set_ylabel("score: normalised return, last 30% of the curve")
         axes[0][0].legend(fontsize=8)
