@@ -163,9 +163,13 @@ class Critics(nn.Module):
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
-        sizes = [state_dim + num_agents * ACTION_DIM, hidden, hidden, num_agents]
-        layers = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())][:-1]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(
+            nn.Linear(state_dim + num_agents * ACTION_DIM, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_agents),
+        )
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, 2) -> (N, B)."""
@@ -396,9 +400,10 @@ def main(args: Args) -> dict:
         visited_obs, visited_states = torch.cat([o for o, _ in visited], 1), torch.cat([s for _, s in visited])
         new_samples = len(visited_states)
         for _ in range(args.dagger_updates):
-            data, picked = rb.sample(args.batch_size), torch.randint(len(visited_states), (args.batch_size,))
-            obs = torch.cat([data.obs, visited_obs[:, picked.to(device)]], dim=1)
-            states = torch.cat([data.states, visited_states[picked.to(device)]])
+            data = rb.sample(args.batch_size)
+            picked = torch.randint(len(visited_states), (args.batch_size,)).to(device)
+            obs = torch.cat([data.obs, visited_obs[:, picked]], dim=1)
+            states = torch.cat([data.states, visited_states[picked]])
             obs, states, targets = labelled(teacher, eval_envs, obs, states, args.relabel)
             loss = student_loss(student, obs, states, targets, critics, args.critic_weight)
             optimizer.zero_grad()

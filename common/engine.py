@@ -433,20 +433,24 @@ class BatchedMPE:
         info = {"episode": self.episode_summary(truncated, view)} if truncated.any() else {}
         return *self.observe(view), rewards, terminated, truncated, info
 
-    def goal_assignments(self) -> list[tuple[int, ...]]:
-        """Every value the goals drawn at reset can take: (goals[0], goals[1], ...) landmark indices."""
+    def check_goals(self) -> None:
+        """Refuse, in one line, a task without goals drawn at reset."""
         if not self.scenario.goal_slots:
             raise UsageError(
                 f"{self.task} has no goal drawn at reset to relabel"
                 f" (counterfactual goals: {', '.join(n for n, s in SCENARIOS.items() if s.goal_slots)})"
             )
+
+    def goal_assignments(self) -> list[tuple[int, ...]]:
+        """Every value the goals drawn at reset can take: (goals[0], goals[1], ...) landmark indices."""
+        self.check_goals()
         return list(itertools.product(range(self.scenario.num_landmarks), repeat=self.scenario.num_goals))
 
     def with_goals(self, obs, state, goals: tuple[int, ...]):
         """Counterfactual copies of stored steps: obs (N, B, W), agent-major as the replay buffer returns
         them, and state (B, S), numpy or torch, with goal column g replaced by landmark goals[g] (its
         colour, wherever an agent or the full state holds it); everything else as stored."""
-        self.goal_assignments()  # refuses a task without such goals
+        self.check_goals()
         obs, state = (x.clone() if hasattr(x, "clone") else x.copy() for x in (obs, state))
         state_offset = np.cumsum([0, *self.obs_dims])  # the state: each agent's observation in turn
         for column, landmark in enumerate(goals):
