@@ -4,7 +4,6 @@
 # Shapes: N agents, B a batch (consecutive stage-1 transitions, or evaluation episodes), S the full
 # state, W the (zero-padded) observation width, k message bits. Per-agent tensors are agent-major,
 # (N, B, ...): what AgentLinear computes on and what the replay buffer returns.
-import glob
 import os
 import random
 import sys
@@ -20,19 +19,18 @@ import tyro
 
 from common import runs
 from common.buffer import ReplayBuffer
-from common.engine import BatchedMPE, evaluate, make_envs
+from common.engine import BatchedMPE, evaluate, make_envs, random_actor
 from common.envs import ACTION_DIM, EPISODE_LENGTH, TASK_SETTINGS, describe_episode, log_episode, record_video
+from common.layers import AgentLinear, agent_mlp
 from common.utils import UsageError, check_numbers, load_checkpoint, save_checkpoint
 
 
 @dataclass
-class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunArgs
+class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video, evaluation: in runs.RunArgs
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     save_model: bool = True
     """whether to save the local policies into the `runs/{run_name}` folder"""
-    eval_checkpoint: str | None = None
-    """if given, load this checkpoint of local policies and only evaluate it (no training)"""
 
     # Algorithm specific arguments
     global_run: str | None = None
@@ -65,10 +63,8 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
     """gradient steps per DAgger round, each on a batch of the visited states and one of the stage-1 buffer"""
     critic_weight: float = 0.0
     """if positive, the stage-1 critic as a second target: the student also ascends this times sum_i Q_i(s, a)"""
-    eval_every: int = 100_000
-    """evaluate the local policies every `eval_every` consumed transitions"""
-    eval_episodes: int = 100
-    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
+    eval_frequency: int = 100_000
+    """evaluate the local policies every `eval_frequency` consumed transitions"""
 
 
 def check_args(args: Args) -> None:
@@ -80,32 +76,6 @@ def check_args(args: Args) -> None:
 
 
 # ALGO LOGIC: initialize agent here:
-class AgentLinear(nn.Module):
-    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out)."""
-
-    def __init__(self, num_agents: int, in_features: int, out_features: int):
-        super().__init__()
-        bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
-        # drawn (in, out) as before, stored (out, in) as nn.Linear's: MKL multiplies by a narrow layer's
-        # transposed weight (actions, Q) 4-5x faster (docs/speed.md)
-        weight = torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound)
-        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
-        self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
-
-
-def agent_mlp(num_agents: int, in_features: int, hidden: int, out_features: int) -> nn.Sequential:
-    return nn.Sequential(
-        AgentLinear(num_agents, in_features, hidden),
-        nn.ReLU(inplace=True),
-        AgentLinear(num_agents, hidden, hidden),
-        nn.ReLU(inplace=True),
-        AgentLinear(num_agents, hidden, out_features),
-    )
-
-
 class StraightThroughSign(torch.autograd.Function):
     """A bit is a bit: forward sign(x) in {-1, +1}; backward the gradient of tanh(x)."""
 
@@ -124,7 +94,7 @@ class LocalPolicies(nn.Module):
     """The local policies of all N agents (the paper's Figure 2), in decentralized execution:
     Part 1: m_i = channel(msg_i(o_i)), k values, broadcast to every other agent;
     Part 2: a_i = tanh(act_i(o_i, m_{-i})), the 2-D force, from the messages received this step.
-    Tensors are agent-major: obs (N, B, obs_width) -> actions (N, B, 2)."""
+    obs (N, B, W) -> actions (N, B, 2)."""
 
     def __init__(self, num_agents: int, obs_width: int, hidden: int, message_bits: int, message_type: str):
         super().__init__()
@@ -138,27 +108,30 @@ class LocalPolicies(nn.Module):
         self.register_buffer("others", torch.tensor(others, dtype=torch.long).reshape(num_agents, -1))
 
     def messages(self, obs: torch.Tensor) -> torch.Tensor:
-        """Part 1: (N, B, obs_width) -> (N, B, k)."""
+        """Part 1: (N, B, W) -> (N, B, k)."""
         logits = self.message_net(obs)
         if self.message_type == "binary":
             return StraightThroughSign.apply(logits)
         return torch.tanh(logits)
 
     def received(self, messages: torch.Tensor) -> torch.Tensor:
-        """What each agent hears: (N, B, k) -> (N, B, (N-1) * k), senders in agent order."""
+        """What each agent hears: (N, B, k) -> (N, B, (N-1) * k); row i equals
+        torch.cat([messages[j] for j in range(N) if j != i], dim=-1)."""
         n, batch, k = messages.shape
         return messages[self.others].permute(0, 2, 1, 3).reshape(n, batch, (n - 1) * k)
 
-    def preactivation(self, obs: torch.Tensor) -> torch.Tensor:
+    def preactivation(self, obs: torch.Tensor, messages: torch.Tensor | None = None) -> torch.Tensor:
+        """Part 2 before the tanh; `messages` (N, B, k): what was sent this step (default: Part 1 of obs)."""
         if self.message_bits == 0:
             return self.action_net(obs)
-        return self.action_net(torch.cat([obs, self.received(self.messages(obs))], dim=-1))
+        messages = self.messages(obs) if messages is None else messages
+        return self.action_net(torch.cat([obs, self.received(messages)], dim=-1))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.preactivation(obs))
 
 
-class Critics(nn.Module):
+class CentralizedQ(nn.Module):
     """ctedd_global.py's centralized Q(s, a_1..a_N), one output per agent, loaded from stage 1 and kept fixed."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
@@ -176,9 +149,9 @@ class Critics(nn.Module):
         return self.net(torch.cat([state, actions.transpose(0, 1).reshape(len(state), -1)], dim=-1)).T
 
 
-class GlobalPolicy(nn.Module):
-    """The teacher: ctedd_global.py's global policies, mu_i(s) = tanh(head_i(trunk(s))) (only the
-    deterministic means are needed here; omega_i is kept so that the checkpoint loads as saved)."""
+class Teacher(nn.Module):
+    """ctedd_global.py's GlobalPolicy, its deterministic means only: forward(s) = mu(s), with
+    mu_i(s) = tanh(head_i(trunk(s))) (omega_i is kept so that the checkpoint loads as saved)."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
@@ -198,7 +171,7 @@ def distillation_loss(student_actions: torch.Tensor, teacher_actions: torch.Tens
     return (teacher_actions - student_actions).pow(2).sum(-1).sum(0).mean()
 
 
-def student_loss(student, obs, states, targets, critics: Critics | None = None, critic_weight: float = 0.0):
+def student_loss(student, obs, states, targets, critics: CentralizedQ | None = None, critic_weight: float = 0.0):
     """eq. (2); with the critic, minus critic_weight * mean_B sum_i Q_i(s, a), a the students' joint action:
     where the bits leave the goal open, ascending Q averaged over the relabelled goals is the Bayes hedge, which
     the teacher's average action need not be. Its gradient reaches the speakers through the channel."""
@@ -209,7 +182,7 @@ def student_loss(student, obs, states, targets, critics: Critics | None = None, 
     return loss
 
 
-def labelled(teacher: GlobalPolicy, envs: BatchedMPE, obs: torch.Tensor, states: torch.Tensor, relabel: str):
+def labelled(teacher: Teacher, envs: BatchedMPE, obs: torch.Tensor, states: torch.Tensor, relabel: str):
     """The student's inputs obs (N, B, W), the states (B, S) and the teacher's labels mu(s) (N, B, 2);
     counterfactual: the batch once per possible value of the goals drawn at reset, (N, C*B, ...)."""
     if relabel == "counterfactual":
@@ -242,7 +215,7 @@ def local_actor(policy: LocalPolicies, device: torch.device):
     return act
 
 
-def global_actor(policy: GlobalPolicy, device: torch.device):
+def global_actor(policy: Teacher, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return policy(torch.from_numpy(state).to(device)).transpose(0, 1).cpu().numpy()
@@ -250,57 +223,30 @@ def global_actor(policy: GlobalPolicy, device: torch.device):
     return act
 
 
-def random_actor(seed: int):
-    rng = np.random.default_rng(seed)
-    return lambda obs, state: rng.uniform(-1.0, 1.0, (*obs.shape[:2], ACTION_DIM))
-
-
-def saved_args(checkpoint: dict, path: str) -> dict:
-    saved = checkpoint["args"]
-    missing = [key for key in ("env_id", "opponents", "hidden_dim") if key not in saved]
-    if missing:
-        raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}: not written by this project's scripts")
-    return saved
-
-
-def load_teacher(args: Args, device: torch.device) -> tuple[GlobalPolicy, Critics, dict, BatchedMPE, ReplayBuffer]:
+def load_teacher(args: Args, device: torch.device) -> tuple[Teacher, CentralizedQ, dict, BatchedMPE, ReplayBuffer]:
     """The stage-1 run: its global policy and critics and its replay buffer, checked, and the evaluation
     environments of its task (`--eval-episodes` of them)."""
-    if not os.path.isdir(args.global_run):
-        raise UsageError(f"stage-1 run directory {args.global_run} does not exist")
-    models = sorted(glob.glob(os.path.join(args.global_run, "*.cleanrl_model")))
-    if len(models) != 1:
-        raise UsageError(
-            f"{args.global_run} holds {len(models)} *.cleanrl_model files, expected the one of ctedd_global.py"
-        )
-    path = models[0]
-    checkpoint = load_checkpoint(path)
-    stage1 = saved_args(checkpoint, path)
+    path, checkpoint, stage1 = runs.stage1_model(args.global_run)
     envs = make_envs(stage1, args.eval_episodes)
-    teacher = GlobalPolicy(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device)
-    critics = Critics(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device).requires_grad_(False)
+    teacher = Teacher(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device)
+    critics = CentralizedQ(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device).requires_grad_(False)
     try:
         teacher.load_state_dict(checkpoint.get("policy", {}))
         critics.load_state_dict(checkpoint.get("critics", {}))
     except RuntimeError as err:
         raise UsageError(f"checkpoint {path} is not a ctedd_global.py global policy for {envs.task}") from err
+    path = os.path.join(args.global_run, "buffer.npz")
     rb = ReplayBuffer.load(
-        os.path.join(args.global_run, "buffer.npz"),
-        envs.task,
-        envs.num_agents,
-        envs.obs_width,
-        envs.state_dim,
-        device=device,
-        seed=args.seed,
+        path, envs.task, envs.num_agents, envs.obs_width, envs.state_dim, device=device, seed=args.seed
     )
-    if args.teacher == "recorded" and not rb.with_teacher:
-        raise UsageError(f"{args.global_run}/buffer.npz has no recorded teacher actions; use --teacher final")
+    if args.teacher == "recorded" and not rb.with_means:
+        raise UsageError(f"{args.global_run}/buffer.npz has no recorded policy means; use --teacher final")
     return teacher, critics, stage1, envs, rb
 
 
 def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     checkpoint = load_checkpoint(args.eval_checkpoint)
-    saved = saved_args(checkpoint, args.eval_checkpoint)
+    saved = runs.model_settings(checkpoint, args.eval_checkpoint)
     envs = make_envs(saved, args.eval_episodes)
     policy = LocalPolicies(
         envs.num_agents, envs.obs_width, saved["hidden_dim"], saved["message_bits"], saved["message_type"]
@@ -346,14 +292,14 @@ def main(args: Args) -> dict:
     random_result = evaluate(eval_envs, random_actor(args.seed), runs.EVAL_SEED)
     log_episode(writer, "teacher", teacher_result, rb.num_added)
 
-    def kept(result: dict) -> float:
+    def teacher_fraction(result: dict) -> float:
         """The fraction of the teacher's return (above random actions) that the local policies keep."""
         gap = teacher_result["sum"] - random_result["sum"]
         return (result["sum"] - random_result["sum"]) / gap if abs(gap) > 1e-9 else float("nan")
 
     print(f"teacher (CTEDD-G) return {teacher_result['sum']:.2f}, random actions {random_result['sum']:.2f}")
     start_time = time.time()
-    consumed, next_eval = 0, args.eval_every
+    consumed, next_eval = 0, args.eval_frequency
     evaluations, losses = [], []  # (env step, mean returns) and (env step, eq. (2) loss) along the first pass
     for pass_index in range(args.passes):
         # the stage-1 samples in chronological order: oldest first, across the ring's wrap-around
@@ -361,7 +307,7 @@ def main(args: Args) -> dict:
             if args.teacher == "final":
                 obs, states, targets = labelled(teacher, eval_envs, data.obs, data.states, args.relabel)
             else:
-                obs, states, targets = data.obs, data.states, data.teacher_actions
+                obs, states, targets = data.obs, data.states, data.policy_means
             for _ in range(args.iters_per_batch):
                 # ALGO LOGIC: eq. (2), end to end through the k-bit channel; each agent sees only its own obs
                 loss = student_loss(student, obs, states, targets, critics, args.critic_weight)
@@ -375,21 +321,21 @@ def main(args: Args) -> dict:
                 writer.add_scalar("charts/consumed_env_step", env_step, consumed)
                 losses.append((env_step, loss.item()))
             if consumed >= next_eval and pass_index == 0:
-                next_eval += args.eval_every
+                next_eval += args.eval_frequency
                 result = evaluate(eval_envs, act, runs.EVAL_SEED)
                 log_episode(writer, "eval", result, env_step)
                 evaluations.append((env_step, result))
-                writer.add_scalar("eval/teacher_fraction", kept(result), env_step)
+                writer.add_scalar("eval/teacher_fraction", teacher_fraction(result), env_step)
                 print(f"env step {env_step}: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
 
         result = evaluate(eval_envs, act, runs.EVAL_SEED)
         if args.capture_video:
             record_video(stage1, act, runs.EVAL_SEED, f"videos/{run_name}/pass_{pass_index + 1}.gif")
         log_episode(writer, "eval_after_pass", result, pass_index + 1)
-        writer.add_scalar("eval_after_pass/teacher_fraction", kept(result), pass_index + 1)
+        writer.add_scalar("eval_after_pass/teacher_fraction", teacher_fraction(result), pass_index + 1)
     if args.passes == 1:
         log_episode(writer, "eval", result, rb.num_added)
-        writer.add_scalar("eval/teacher_fraction", kept(result), rb.num_added)
+        writer.add_scalar("eval/teacher_fraction", teacher_fraction(result), rb.num_added)
     evaluations = [(step, e) for step, e in evaluations if step < rb.num_added] + [(rb.num_added, result)]
 
     # DAgger: the student's own states, labelled by the teacher, join the stage-1 data (new env samples)
@@ -416,23 +362,19 @@ def main(args: Args) -> dict:
         evaluations.append((env_step, result))
         print(f"DAgger, {new_samples} new env steps: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
 
-    minutes = (time.time() - start_time) / 60
+    minutes, kept = (time.time() - start_time) / 60, teacher_fraction(result)
     writer.add_scalar("charts/distill_minutes", minutes, rb.num_added)
     settings = {**vars(args), **{key: stage1.get(key) for key in TASK_SETTINGS}}
-    extra = dict(teacher=teacher_result, random=random_result, kept=kept(result), losses=losses)
-    extra.update(stage2_env_steps=new_samples)
+    extra = dict(teacher=teacher_result, random=random_result, kept=kept, losses=losses, stage2_env_steps=new_samples)
     runs.save_result(f"runs/{run_name}", settings, evaluations, {"distill": 60 * minutes}, start_time, **extra)
-    print(
-        f"final eval: {describe_episode(result)}"
-        f" | teacher {teacher_result['sum']:.2f} | kept {kept(result):.3f} of the teacher's return above random"
-        f" | {minutes:.1f} min"
-    )
+    print(f"final eval: {describe_episode(result)} | teacher {teacher_result['sum']:.2f} | {minutes:.1f} min")
+    print(f"the local policies kept {kept:.3f} of the teacher's return above random actions")
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
         save_checkpoint(model_path, {"args": settings, "policy": student.state_dict()})
         print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
     runs.end_run(writer, args)
-    return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept(result)}
+    return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept}
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 # MADDPG-k: local policies with a k-bit communication channel, trained directly by MADDPG (Lowe et al.
 # 2017), the baseline of CTEDD (arXiv 1910.09152). Reading guide: README.md, "Reading the code".
 #
-# Shapes: N agents, B a batch (replay samples, the environments stepped together, or eq. (1)'s recent
-# transitions), S the full state, W the (zero-padded) observation width, A an agent's action width (its
-# 2-D force; in maddpg.py's reinforced channel also its k bits). Per-agent tensors are agent-major,
-# (N, B, ...): what AgentLinear computes on and what the replay buffer returns. The environments are
-# batch-major, (B, N, ...).
+# Shapes: N agents, B a batch (replay samples, or the environments stepped together), S the full state, W the
+# (zero-padded) observation width, k message bits, A an agent's action width (its 2-D force; with the reinforced
+# channel also its k bits). Per-agent tensors are agent-major, (N, B, ...): what AgentLinear computes on and what
+# the replay buffer returns. The environments are batch-major, (B, N, ...).
 import os
 import random
 import sys
@@ -22,39 +21,26 @@ import tyro
 
 from common import runs
 from common.buffer import ReplayBuffer
-from common.engine import BatchedMPE, evaluate, make_envs
-from common.envs import ACTION_DIM, check_task, describe_episode, log_episode, record_video
-from common.utils import UsageError, check_numbers, multiples_in, progress_line, timing_line
+from common.engine import BatchedMPE, make_envs
+from common.envs import ACTION_DIM, describe_episode, log_episode
+from common.layers import agent_mlp
+from common.utils import Stopwatch, UsageError, multiples_in, timing_line
 
 
 @dataclass
-class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunArgs
+class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task variants, evaluation, checkpoints
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     save_model: bool = False
     """whether to save the model into the `runs/{run_name}` folder"""
-    eval_checkpoint: str | None = None
-    """if given, load this checkpoint and only evaluate it (no training)"""
-    checkpoint_frequency: int = 0
-    """write a resumable checkpoint (networks, optimizers, replay buffer) every N env steps (0: never)"""
-    resume: str | None = None
-    """a run directory `runs/{run_name}` to continue from its last checkpoint"""
 
     # Algorithm specific arguments. The learning settings are the best single setting of benchmark/tune.py
     # across the channel tasks tuned so far (docs/tuning.md)
     env_id: str = "simple_push"
     """the MPE environment: simple_push, simple_tag, simple_spread, simple_adversary, simple_speaker_listener
     or simple_reference"""
-    opponents: Literal["learn", "scripted"] = "learn"
-    """learn: every agent is trained; scripted: simple_tag's prey / simple_push's adversary are scripted"""
-    agent_neighbors: int | None = None
-    """partial observation (spread, tag, adversary): each agent sees only its N nearest other agents"""
-    landmark_neighbors: int | None = None
-    """partial observation (spread, tag, adversary): each agent sees only its N nearest landmarks"""
     total_timesteps: int = 1_000_000
     """total env steps of the experiment, summed over the environments (rounded up to a multiple of num_envs)"""
-    num_envs: int = 16
-    """environments stepped together by the batched engine (16: see README, "Speed")"""
     learning_rate: float = 6.278e-4
     """the actors' learning rate"""
     critic_learning_rate: float = 7.61e-3
@@ -77,10 +63,6 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
     hidden_dim: int = 64
     """width of the two hidden layers of every network"""
-    eval_frequency: int = 50_000
-    """evaluate the deterministic policies every `eval_frequency` env steps"""
-    eval_episodes: int = 100
-    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
     exploration_noise: float = 0.3548
     """the std of the Gaussian exploration noise added to the forces"""
     message_bits: int = 0
@@ -95,39 +77,10 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video: in runs.RunAr
 
 
 def check_args(args: Args) -> None:
-    check_numbers(args)
-    check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
-    runs.check_saving(args)
+    runs.check_training(args)
 
 
 # ALGO LOGIC: initialize agent here:
-class AgentLinear(nn.Module):
-    """One linear layer per agent, all evaluated in one batched matmul: (N, B, in) -> (N, B, out).
-    Equals, for each agent i, nn.Linear(in, out) applied to x[i] (a test checks it)."""
-
-    def __init__(self, num_agents: int, in_features: int, out_features: int):
-        super().__init__()
-        bound = 1 / np.sqrt(in_features)  # nn.Linear's default initialisation
-        # drawn (in, out) as before, stored (out, in) as nn.Linear's: MKL multiplies by a narrow layer's
-        # transposed weight (actions, Q) 4-5x faster (docs/speed.md)
-        weight = torch.empty(num_agents, in_features, out_features).uniform_(-bound, bound)
-        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
-        self.bias = nn.Parameter(torch.empty(num_agents, 1, out_features).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
-
-
-def agent_mlp(num_agents: int, in_features: int, hidden: int, out_features: int) -> nn.Sequential:
-    return nn.Sequential(
-        AgentLinear(num_agents, in_features, hidden),
-        nn.ReLU(inplace=True),
-        AgentLinear(num_agents, hidden, hidden),
-        nn.ReLU(inplace=True),
-        AgentLinear(num_agents, hidden, out_features),
-    )
-
-
 class StraightThroughSign(torch.autograd.Function):
     """A bit is a bit: forward sign(x) in {-1, +1}; backward the gradient of tanh(x)."""
 
@@ -302,20 +255,18 @@ def main(args: Args) -> dict:
     rb = ReplayBuffer(capacity, num_agents, envs.obs_width, envs.state_dim, action_dim, device=device, seed=args.seed)
     modules = dict(policy=policy, target_policy=target_policy, critics=critics, target_critics=target_critics)
     modules.update(q_optimizer=q_optimizer, actor_optimizer=actor_optimizer)
-    start_step, evaluations = 0, []  # evaluations: (env step, mean returns), the learning curve
+    start_step, curve = 0, []  # the learning curve: (env step, evaluation)
     if checkpoint is not None:
-        start_step, evaluations, rb, _ = runs.restore(checkpoint, modules, run_dir, rb, envs)
+        start_step, curve, rb, _ = runs.restore(checkpoint, modules, run_dir, rb, envs)
     act = deterministic_actor(policy, device)
-    seconds = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
-    recent_returns = []
+    stopwatch, recent_returns = Stopwatch("env", "act", "update", "eval"), []
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
     obs, state = envs.reset(seed=args.seed) if checkpoint is None else envs.observe(envs.view())
     for global_step in range(start_step, args.total_timesteps, args.num_envs):
         # ALGO LOGIC: put action logic here
-        tick = time.perf_counter()
-        with torch.no_grad():
+        with stopwatch("act"), torch.no_grad():
             obs_t = torch.from_numpy(obs).to(device).transpose(0, 1)
             # in the reinforced channel the bits are actions too, explored like the forces
             messages = perturbed_messages(policy, obs_t, args.exploration_noise) if reinforced else None
@@ -323,12 +274,10 @@ def main(args: Args) -> dict:
             forces = (forces + args.exploration_noise * torch.randn_like(forces)).clamp(-1.0, 1.0)
             actions = torch.cat([forces, messages], dim=-1) if reinforced else forces
             actions = actions.transpose(0, 1).cpu().numpy()
-        seconds["act"] += time.perf_counter() - tick
 
         # TRY NOT TO MODIFY: execute the game and log data.
-        tick = time.perf_counter()
-        next_obs, next_state, rewards, terminations, truncations, infos = envs.step(actions[..., :ACTION_DIM])
-        seconds["env"] += time.perf_counter() - tick
+        with stopwatch("env"):
+            next_obs, next_state, rewards, terminations, truncations, infos = envs.step(actions[..., :ACTION_DIM])
 
         # done = termination only: the TD target bootstraps through the 25-step time limit
         rb.add(state, obs, actions, rewards, terminations, next_state, next_obs)
@@ -341,66 +290,57 @@ def main(args: Args) -> dict:
         # ALGO LOGIC: training, one learning iteration per train_frequency env steps
         iterations = multiples_in(global_step, global_step + args.num_envs, args.train_frequency, args.learning_starts)
         for _ in range(iterations):
-            tick = time.perf_counter()
-            data = rb.sample(args.batch_size)
-            with torch.no_grad():
-                _, next_actions = critic_actions(target_policy, data.next_obs, reinforced)
-                next_q = target_critics(data.next_states, next_actions)
-                target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
-            q_values = critics(data.states, data.actions)
-            qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
+            with stopwatch("update"):
+                data = rb.sample(args.batch_size)
+                with torch.no_grad():
+                    _, next_actions = critic_actions(target_policy, data.next_obs, reinforced)
+                    next_q = target_critics(data.next_states, next_actions)
+                    target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
+                q_values = critics(data.states, data.actions)
+                qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
 
-            q_optimizer.zero_grad()
-            qf_loss.backward()
-            nn.utils.clip_grad_norm_(critics.parameters(), args.max_grad_norm)
-            q_optimizer.step()
+                q_optimizer.zero_grad()
+                qf_loss.backward()
+                nn.utils.clip_grad_norm_(critics.parameters(), args.max_grad_norm)
+                q_optimizer.step()
 
-            # DDPG actor update for every agent: agent i ascends Q_i through its own action only; the
-            # others' actions come from the buffer (as in openai/maddpg)
-            preactivation, policy_actions = critic_actions(policy, data.obs, reinforced)
-            critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
-            actor_loss = -critics.own_action(data.states, data.actions, policy_actions).mean(1).sum()
-            actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
-            actor_optimizer.zero_grad()
-            actor_loss.backward()
-            critics.requires_grad_(True)
-            nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
-            actor_optimizer.step()
+                # DDPG actor update for every agent: agent i ascends Q_i through its own action only; the
+                # others' actions come from the buffer (as in openai/maddpg)
+                preactivation, policy_actions = critic_actions(policy, data.obs, reinforced)
+                critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+                actor_loss = -critics.own_action(data.states, data.actions, policy_actions).mean(1).sum()
+                actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
+                actor_optimizer.zero_grad()
+                actor_loss.backward()
+                critics.requires_grad_(True)
+                nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                actor_optimizer.step()
 
-            # update the target networks
-            soft_update(policy, target_policy, args.tau)
-            soft_update(critics, target_critics, args.tau)
-            seconds["update"] += time.perf_counter() - tick
+                # update the target networks
+                soft_update(policy, target_policy, args.tau)
+                soft_update(critics, target_critics, args.tau)
 
         if multiples_in(global_step, global_step + args.num_envs, 100 * args.train_frequency, args.learning_starts):
-            sps = int((global_step + args.num_envs - start_step) / (time.time() - start_time))
             writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
             writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
             writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
-            writer.add_scalar("charts/SPS", sps, global_step)
-            for name, value in seconds.items():
-                writer.add_scalar(f"perf/{name}_seconds", value, global_step)
-            print(progress_line(global_step, args.total_timesteps, start_step, start_time, recent_returns, seconds))
+            runs.log_progress(writer, global_step, args, start_step, start_time, recent_returns, stopwatch)
 
-        done_steps = global_step + args.num_envs
-        if multiples_in(global_step + 1, done_steps + 1, args.eval_frequency) or done_steps >= args.total_timesteps:
-            tick = time.perf_counter()
-            result = evaluate(eval_envs, act, runs.EVAL_SEED)
-            log_episode(writer, "eval", result, done_steps)
-            evaluations.append((done_steps, result))
-            if args.capture_video:
-                record_video(vars(args), act, runs.EVAL_SEED, f"videos/{run_name}/step_{done_steps}.gif")
-            seconds["eval"] += time.perf_counter() - tick
+        steps_taken = global_step + args.num_envs
+        if multiples_in(global_step + 1, steps_taken + 1, args.eval_frequency) or steps_taken >= args.total_timesteps:
+            with stopwatch("eval"):
+                result = runs.evaluate_and_log(writer, eval_envs, act, steps_taken, args, run_name)
+                curve.append((steps_taken, result))
 
-        if args.save_model and runs.checkpoint_due(global_step, done_steps, args):
-            runs.save_run(run_dir, args, modules, rb, envs, done_steps, evaluations)
+        if args.save_model and runs.checkpoint_due(global_step, steps_taken, args):
+            runs.save_run(run_dir, args, modules, rb, envs, steps_taken, curve)
 
     print(f"final eval: {describe_episode(result)}")
-    print(timing_line(done_steps - start_step, start_time, seconds))
-    runs.save_result(run_dir, vars(args), evaluations, seconds, start_time)
+    print(timing_line(steps_taken - start_step, start_time, stopwatch.seconds))
+    runs.save_result(run_dir, vars(args), curve, stopwatch.seconds, start_time)
     if args.save_model:
         if args.checkpoint_frequency:
-            runs.save_run(run_dir, args, modules, rb, envs, done_steps, evaluations)
+            runs.save_run(run_dir, args, modules, rb, envs, steps_taken, curve)
         runs.save_model(run_dir, args, "maddpg.py", policy, critics)
     runs.end_run(writer, args)
     return result

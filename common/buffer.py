@@ -2,7 +2,8 @@
 
 Stores per transition: the full state s and s', every agent's (padded) observation o_i and o'_i,
 actions a_i, rewards r_i, the termination flag (never truncation: the TD target bootstraps
-through a time limit) and, optionally, the teacher's mean action mu(s) at collection time.
+through a time limit) and, optionally, the acting policy's means mu(s) at collection time (CTEDD's
+stage 1). RecentBatch, at the end, is eq. (1)'s on-policy batch: the transitions since the last update.
 `add` takes the transitions of one step of B environments at once, batch-major as the engine
 returns them; what comes out is what the networks consume: per-agent fields agent-major
 (N, B, ...), the rest (B, ...). Besides uniform sampling it gives the whole content in
@@ -23,7 +24,7 @@ import torch
 from common.utils import UsageError, atomic_write
 
 FORMAT_VERSION = 3  # 3: per-agent fields agent-major; 2: the task (env id, opponents, neighbour limits)
-PER_AGENT = ("obs", "actions", "rewards", "next_obs", "teacher_actions")  # stored (N, capacity, ...)
+PER_AGENT = ("obs", "actions", "rewards", "next_obs", "policy_means")  # stored (N, capacity, ...)
 
 
 class Batch(NamedTuple):
@@ -34,7 +35,7 @@ class Batch(NamedTuple):
     terminations: torch.Tensor  # (B,)
     next_states: torch.Tensor  # (B, state_dim)
     next_obs: torch.Tensor  # (N, B, obs_width)
-    teacher_actions: torch.Tensor | None  # (N, B, 2), mu(s) at collection time
+    policy_means: torch.Tensor | None  # (N, B, 2), mu(s) at collection time
     env_steps: torch.Tensor  # (B,) global env step at which each transition was collected
 
 
@@ -46,7 +47,7 @@ class ReplayBuffer:
         obs_width: int,
         state_dim: int,
         action_dim: int = 2,
-        with_teacher: bool = False,
+        with_means: bool = False,
         device: str | torch.device = "cpu",
         seed: int | None = None,
     ):
@@ -65,19 +66,19 @@ class ReplayBuffer:
             "next_states": np.zeros((capacity, state_dim), dtype=np.float32),
             "next_obs": np.zeros((n, capacity, obs_width), dtype=np.float32),
         }
-        if with_teacher:
-            self.data["teacher_actions"] = np.zeros((n, capacity, action_dim), dtype=np.float32)
+        if with_means:
+            self.data["policy_means"] = np.zeros((n, capacity, action_dim), dtype=np.float32)
         self.pos = 0  # where the next transition goes
         self.size = 0
         self.num_added = 0  # transitions ever added; the newest was collected at env step num_added - 1
 
     @property
-    def with_teacher(self) -> bool:
-        return "teacher_actions" in self.data
+    def with_means(self) -> bool:
+        return "policy_means" in self.data
 
-    def add(self, states, obs, actions, rewards, terminations, next_states, next_obs, teacher_actions=None):
+    def add(self, states, obs, actions, rewards, terminations, next_states, next_obs, policy_means=None):
         """Append the transitions of B environments, batch-major: states (B, S), obs (B, N, W),
-        actions (B, N, A), rewards (B, N), terminations (B,), ..., teacher_actions (B, N, 2)."""
+        actions (B, N, A), rewards (B, N), terminations (B,), ..., policy_means (B, N, 2)."""
         fields = dict(
             states=states,
             obs=obs,
@@ -87,10 +88,10 @@ class ReplayBuffer:
             next_states=next_states,
             next_obs=next_obs,
         )
-        if self.with_teacher:
-            if teacher_actions is None:
-                raise ValueError("this buffer stores teacher actions: pass teacher_actions")
-            fields["teacher_actions"] = teacher_actions
+        if self.with_means:
+            if policy_means is None:
+                raise ValueError("this buffer stores the policy means: pass policy_means")
+            fields["policy_means"] = policy_means
         count = len(states)
         if count > self.capacity:
             raise ValueError(f"cannot add {count} transitions to a buffer of capacity {self.capacity}")
@@ -130,7 +131,7 @@ class ReplayBuffer:
             terminations=tensor("terminations"),
             next_states=tensor("next_states"),
             next_obs=tensor("next_obs"),
-            teacher_actions=tensor("teacher_actions") if self.with_teacher else None,
+            policy_means=tensor("policy_means") if self.with_means else None,
             env_steps=torch.from_numpy(self._env_steps(idx)).to(self.device),
         )
 
@@ -207,8 +208,10 @@ class ReplayBuffer:
             if name not in arrays or arrays[name].shape != shape:
                 got = arrays[name].shape if name in arrays else "missing"
                 raise UsageError(f"replay buffer {path}: {name} has shape {got}, expected {shape}")
-        with_teacher = "teacher_actions" in arrays
-        buffer = cls(capacity or max(size, 1), num_agents, obs_width, state_dim, action_dim, with_teacher, device, seed)
+        if "teacher_actions" in arrays:  # the name of the field in buffers written before December 2026
+            arrays["policy_means"] = arrays.pop("teacher_actions")
+        with_means = "policy_means" in arrays
+        buffer = cls(capacity or max(size, 1), num_agents, obs_width, state_dim, action_dim, with_means, device, seed)
         if size > buffer.capacity:
             raise UsageError(f"replay buffer {path} holds {size} transitions, more than capacity {buffer.capacity}")
         for name, array in buffer.data.items():
@@ -220,3 +223,22 @@ class ReplayBuffer:
         buffer.pos = size % buffer.capacity
         buffer.num_added = int(arrays["meta_num_added"])
         return buffer
+
+
+class RecentBatch:
+    """eq. (1)'s batch B: the transitions collected since the last learning iteration, as the policy sampled
+    them: states (B, S), the Gaussian samples as drawn and the means they were drawn around (N, B, 2)."""
+
+    def __init__(self):
+        self.parts = []
+
+    def add(self, states: torch.Tensor, samples: torch.Tensor, means: torch.Tensor) -> None:
+        self.parts.append((states, samples, means))
+
+    def take(self, chunks: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The batch split into `chunks` consecutive parts, one per learning iteration due now; then emptied."""
+        if not chunks:
+            return []
+        states, samples, means = (torch.cat(field, dim) for field, dim in zip(zip(*self.parts), (0, 1, 1)))
+        self.parts = []
+        return [(states[i], samples[:, i], means[:, i]) for i in np.array_split(np.arange(len(states)), chunks)]

@@ -554,3 +554,9 @@ def evaluate(envs: BatchedMPE, act, seed: int) -> dict:
         if "episode" in infos:
             assert (terminations | truncations).all(), "episodes of one evaluation end together"
             return infos["episode"]
+
+
+def random_actor(seed: int):
+    """Uniformly random forces in [-1, 1]^2 for every agent: the floor of a task's returns."""
+    rng = np.random.default_rng(seed)
+    return lambda obs, state: rng.uniform(-1.0, 1.0, (*obs.shape[:2], ACTION_DIM))

@@ -365,7 +365,7 @@ def log_episode(writer, prefix: str, summary: dict, step: int) -> None:
     for name, value in {**summary["team_returns"], **summary["returns"]}.items():
         writer.add_scalar(f"{prefix}/episodic_return/{name}", value, step)
     writer.add_scalar(f"{prefix}/episodic_length", summary["length"], step)
-    for measure in ("goal_distance", "goal_reached"):  # speaker-listener, reference: README, "Measures"
+    for measure in ("goal_distance", "goal_reached"):  # speaker-listener, reference: docs/scripts.md, "What is logged"
         for name, value in summary.get(measure, {}).items():
             writer.add_scalar(f"{prefix}/{measure}/{name}", value, step)
 

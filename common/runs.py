@@ -8,11 +8,13 @@ the end `{exp_name}.cleanrl_model` (the arguments and the trained networks).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,8 +22,17 @@ from torch.utils.tensorboard import SummaryWriter
 
 from common.buffer import ReplayBuffer
 from common.engine import evaluate, make_envs
-from common.envs import describe_episode, record_video, task_flags, task_of
-from common.utils import UsageError, atomic_write, atomic_write_all, load_checkpoint, multiples_in, save_checkpoint
+from common.envs import check_task, describe_episode, log_episode, record_video, task_flags, task_of
+from common.utils import (
+    UsageError,
+    atomic_write,
+    atomic_write_all,
+    check_numbers,
+    load_checkpoint,
+    multiples_in,
+    progress_line,
+    save_checkpoint,
+)
 
 EVAL_SEED = 10_000  # evaluation episode i starts as mpe2's reset(seed=EVAL_SEED + i)
 
@@ -47,6 +58,48 @@ class RunArgs:
     """the entity (team) of wandb's project"""
     capture_video: bool = False
     """whether to save a GIF of the first evaluation episode to `videos/{run_name}`"""
+    eval_checkpoint: str | None = None
+    """if given, load this model (`runs/{run_name}/*.cleanrl_model`) and only evaluate it (no training)"""
+    eval_episodes: int = 100
+    """episodes per evaluation, all at once, on the fixed seeds 10_000, 10_001, ... (mpe2's own starts)"""
+
+
+@dataclass
+class TrainArgs(RunArgs):
+    """The arguments maddpg.py and ctedd_global.py share besides their algorithm's: the task's variants,
+    the batched environments, evaluation and checkpoints."""
+
+    opponents: Literal["learn", "scripted"] = "learn"
+    """learn: every agent is trained; scripted: simple_tag's prey / simple_push's adversary are scripted"""
+    agent_neighbors: int | None = None
+    """partial observation (spread, tag, adversary): each agent sees only its N nearest other agents"""
+    landmark_neighbors: int | None = None
+    """partial observation (spread, tag, adversary): each agent sees only its N nearest landmarks"""
+    num_envs: int = 16
+    """environments stepped together by the batched engine (16: see docs/speed.md)"""
+    eval_frequency: int = 50_000
+    """evaluate the deterministic policies every `eval_frequency` env steps"""
+    checkpoint_frequency: int = 0
+    """write a resumable checkpoint (networks, optimizers, replay buffer) every N env steps (0: never)"""
+    resume: str | None = None
+    """a run directory `runs/{run_name}` to continue from its last checkpoint"""
+
+
+def check_training(args) -> None:
+    """The checks every training script makes first: the numbers' ranges, the task, what saving needs."""
+    check_numbers(args)
+    check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
+    check_saving(args)
+
+
+def log_progress(writer, step: int, args, start_step: int, start_time: float, returns: list, stopwatch) -> None:
+    """charts/SPS (of this process: a resumed run counts from its start step), perf/{part}_seconds, and
+    one progress line on the console."""
+    taken = step + args.num_envs - start_step
+    writer.add_scalar("charts/SPS", int(taken / (time.time() - start_time)), step)
+    for part, value in stopwatch.seconds.items():
+        writer.add_scalar(f"perf/{part}_seconds", value, step)
+    print(progress_line(step, args.total_timesteps, start_step, start_time, returns, stopwatch.seconds))
 
 
 def start_run(args, run_dir: str) -> SummaryWriter:
@@ -80,6 +133,27 @@ def end_run(writer: SummaryWriter, args) -> None:
         wandb.finish()
 
 
+def stage1_model(run_dir: str) -> tuple[str, dict, dict]:
+    """A finished ctedd_global.py run directory's model: its path, the checkpoint and the settings it was
+    trained with (checked: written by this project's scripts)."""
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"stage-1 run directory {run_dir} does not exist")
+    models = sorted(glob.glob(os.path.join(run_dir, "*.cleanrl_model")))
+    if len(models) != 1:
+        raise UsageError(f"{run_dir} holds {len(models)} *.cleanrl_model files, expected the one of ctedd_global.py")
+    checkpoint = load_checkpoint(models[0])
+    return models[0], checkpoint, model_settings(checkpoint, models[0])
+
+
+def model_settings(checkpoint: dict, path: str) -> dict:
+    """The settings a model was saved with, checked for the ones that rebuild its task and networks."""
+    saved = checkpoint["args"]
+    missing = [key for key in ("env_id", "opponents", "hidden_dim") if key not in saved]
+    if missing:
+        raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}: not written by this project's scripts")
+    return saved
+
+
 def saved_args(checkpoint: dict, Args):
     """The arguments a checkpoint was written with, as the script's Args (unknown keys dropped)."""
     return Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
@@ -105,6 +179,16 @@ def evaluate_checkpoint(args, Args, make_policy, actor, device: torch.device) ->
     if args.capture_video:
         record_video(vars(args), act, EVAL_SEED, f"videos/{os.path.basename(args.eval_checkpoint)}-eval.gif")
     print(f"eval over {args.eval_episodes} episodes: {describe_episode(result)}")
+    return result
+
+
+def evaluate_and_log(writer, envs, act, step: int, args, run_name: str) -> dict:
+    """The deterministic policies on the evaluation episodes, logged as eval/*; with --capture-video the first
+    episode as a GIF in `videos/{run_name}`."""
+    result = evaluate(envs, act, EVAL_SEED)
+    log_episode(writer, "eval", result, step)
+    if args.capture_video:
+        record_video(vars(args), act, EVAL_SEED, f"videos/{run_name}/step_{step}.gif")
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -33,7 +34,6 @@ RANGES = {
     "train_frequency": (1, INF, True, False),
     "checkpoint_frequency": (0, INF, True, False),
     "eval_frequency": (1, INF, True, False),
-    "eval_every": (1, INF, True, False),
     "eval_episodes": (1, INF, True, False),
     "agent_neighbors": (1, INF, True, False),  # at most what the task has: checked where the task is built
     "landmark_neighbors": (1, INF, True, False),
@@ -158,6 +158,21 @@ def progress_line(
         f"step {step}/{total} | return (last {len(recent_returns)} ep) {recent} | SPS {sps:.0f} | {shares} "
         f"| left {left / 60:.1f} min"
     )
+
+
+class Stopwatch:
+    """Where a run's time goes: `with stopwatch("env"): ...` adds the block's seconds to `seconds["env"]`."""
+
+    def __init__(self, *parts: str):
+        self.seconds = dict.fromkeys(parts, 0.0)
+
+    @contextlib.contextmanager
+    def __call__(self, part: str):
+        tick = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.perf_counter() - tick
 
 
 def timing_line(steps: int, start_time: float, seconds: dict) -> str:

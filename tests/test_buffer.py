@@ -8,8 +8,8 @@ from common.utils import UsageError
 N, W, S = 3, 5, 7
 
 
-def make_buffer(capacity, with_teacher=True, seed=0):
-    return ReplayBuffer(capacity, num_agents=N, obs_width=W, state_dim=S, with_teacher=with_teacher, seed=seed)
+def make_buffer(capacity, with_means=True, seed=0):
+    return ReplayBuffer(capacity, num_agents=N, obs_width=W, state_dim=S, with_means=with_means, seed=seed)
 
 
 def fill(buffer, count, per_add=1):
@@ -26,7 +26,7 @@ def fill(buffer, count, per_add=1):
             terminations=t % 2,
             next_states=np.repeat(t[:, None] + 1, S, 1),
             next_obs=np.repeat(per_agent + 1, W, 2),
-            teacher_actions=-np.repeat(per_agent, 2, 2) if buffer.with_teacher else None,
+            policy_means=-np.repeat(per_agent, 2, 2) if buffer.with_means else None,
         )
 
 
@@ -41,13 +41,13 @@ def test_sample_shapes_and_dtypes():
     assert batch.states.shape == (8, S) and batch.next_states.shape == (8, S)
     # per-agent fields come out agent-major, as the per-agent networks consume them
     assert batch.obs.shape == (N, 8, W) and batch.next_obs.shape == (N, 8, W)
-    assert batch.actions.shape == (N, 8, 2) and batch.teacher_actions.shape == (N, 8, 2)
+    assert batch.actions.shape == (N, 8, 2) and batch.policy_means.shape == (N, 8, 2)
     assert batch.rewards.shape == (N, 8) and batch.terminations.shape == (8,)
     for tensor in (batch.states, batch.obs, batch.actions, batch.rewards, batch.terminations):
         assert tensor.dtype == torch.float32
     # the fields of one row belong to one transition, for every agent
     t = batch.states[:, 0]
-    assert torch.equal(batch.next_states[:, 0], t + 1) and torch.equal(batch.teacher_actions[:, :, 0], -t.expand(N, -1))
+    assert torch.equal(batch.next_states[:, 0], t + 1) and torch.equal(batch.policy_means[:, :, 0], -t.expand(N, -1))
     assert torch.equal(batch.obs[:, :, 0], t.expand(N, -1)) and torch.equal(batch.rewards, t.expand(N, -1))
     assert torch.equal(batch.terminations, t % 2) and torch.equal(batch.env_steps.float(), t)
     assert set(steps_of(buffer.sample(500))) == set(range(20))  # uniform over what is stored
@@ -137,11 +137,11 @@ def test_a_mismatched_or_missing_file_is_refused(tmp_path):
         ReplayBuffer.load(tmp_path / "other.npz", "simple_tag", N, W, S)
 
 
-def test_teacher_actions_are_optional_but_required_once_chosen():
-    plain = make_buffer(10, with_teacher=False)
+def test_recorded_means_are_optional_but_required_once_chosen():
+    plain = make_buffer(10, with_means=False)
     fill(plain, 3)
-    assert plain.sample(2).teacher_actions is None
-    with pytest.raises(ValueError, match="teacher"):
+    assert plain.sample(2).policy_means is None
+    with pytest.raises(ValueError, match="policy means"):
         make_buffer(10).add(
             np.zeros((1, S)),
             np.zeros((1, N, W)),

@@ -8,7 +8,7 @@ from conftest import TINY, assert_one_line_error, run_script
 
 import ctedd_distill
 from common.engine import BatchedMPE
-from ctedd_distill import GlobalPolicy, LocalPolicies, distillation_loss, labelled
+from ctedd_distill import LocalPolicies, Teacher, distillation_loss, labelled
 
 N, W, S = 3, 6, 20
 
@@ -25,7 +25,7 @@ def stage1_run(tmp_path_factory):
 
 def distil(stage1_run, tmp_path, *args):
     common = ["--global-run", str(stage1_run), "--batch-size", "64", "--iters-per-batch", "2", "--eval-episodes", "2"]
-    return run_script("ctedd_distill.py", *common, "--eval-every", "200", *args, cwd=tmp_path)
+    return run_script("ctedd_distill.py", *common, "--eval-frequency", "200", *args, cwd=tmp_path)
 
 
 def scalars(run_dir, tag):
@@ -68,7 +68,7 @@ def speaker_listener_run(tmp_path_factory):
 
 @pytest.mark.parametrize("k", [0, 1, 3])
 def test_smoke_run_on_speaker_listener(speaker_listener_run, k, in_tmp):
-    args = dict(batch_size=64, iters_per_batch=2, eval_every=300, eval_episodes=1)
+    args = dict(batch_size=64, iters_per_batch=2, eval_frequency=300, eval_episodes=1)
     result = ctedd_distill.main(ctedd_distill.Args(global_run=str(speaker_listener_run), message_bits=k, **args))
     assert result["length"] == 25
     (run_dir,) = (in_tmp / "runs").iterdir()
@@ -104,7 +104,7 @@ def test_the_loss_falls_on_a_fixed_buffer():
 
 def test_a_student_at_zero_loss_reproduces_the_teachers_actions():
     torch.manual_seed(0)
-    teacher = GlobalPolicy(N, N * W, hidden=16)
+    teacher = Teacher(N, N * W, hidden=16)
     obs = torch.randn(N, 32, W)
     states = obs.transpose(0, 1).reshape(32, N * W)  # the state is the observations concatenated
     with torch.no_grad():
@@ -171,7 +171,7 @@ def test_a_buffer_of_another_environment_is_refused(stage1_run, tmp_path):
 
 
 def test_same_seed_gives_identical_results(stage1_run, in_tmp):
-    args = dict(global_run=str(stage1_run), batch_size=64, iters_per_batch=2, eval_every=300, eval_episodes=2)
+    args = dict(global_run=str(stage1_run), batch_size=64, iters_per_batch=2, eval_frequency=300, eval_episodes=2)
     first = ctedd_distill.main(ctedd_distill.Args(**args, seed=3))
     assert first == ctedd_distill.main(ctedd_distill.Args(**args, seed=3))
     assert first != ctedd_distill.main(ctedd_distill.Args(**args, seed=4))
@@ -182,7 +182,7 @@ def test_the_teacher_is_exactly_ctedd_global_s_policy_means():
 
     torch.manual_seed(0)
     trained = ctedd_global.GlobalPolicy(N, S, hidden=16)
-    teacher = GlobalPolicy(N, S, hidden=16)
+    teacher = Teacher(N, S, hidden=16)
     teacher.load_state_dict(trained.state_dict())  # the stage-1 checkpoint loads as saved
     states = torch.randn(8, S)
     assert torch.equal(teacher(states), torch.tanh(trained(states)[0]))
@@ -206,7 +206,7 @@ def speaker_listener_steps(goal: int | None = None, num_envs: int = 64, steps: i
 def test_counterfactual_relabelling_labels_each_stored_state_once_per_goal():
     torch.manual_seed(0)
     envs, obs, states = speaker_listener_steps()
-    teacher = GlobalPolicy(2, envs.state_dim, hidden=16)
+    teacher = Teacher(2, envs.state_dim, hidden=16)
     batch = len(states)
     stored_obs, stored_states, stored_targets = labelled(teacher, envs, obs, states, "stored")
     assert torch.equal(stored_obs, obs) and torch.equal(stored_targets, teacher(states))
@@ -275,7 +275,7 @@ def test_dagger_collects_the_states_the_student_visits():
 
 
 def test_dagger_counts_its_new_samples(speaker_listener_run, in_tmp):
-    args = dict(batch_size=64, iters_per_batch=2, eval_every=300, eval_episodes=2, message_bits=1)
+    args = dict(batch_size=64, iters_per_batch=2, eval_frequency=300, eval_episodes=2, message_bits=1)
     dagger = dict(dagger_rounds=2, dagger_steps=60, dagger_updates=3, relabel="counterfactual")
     ctedd_distill.main(ctedd_distill.Args(global_run=str(speaker_listener_run), **args, **dagger))
     (run_dir,) = (in_tmp / "runs").iterdir()
@@ -298,8 +298,8 @@ def test_the_critics_are_exactly_ctedd_global_s():
     import ctedd_global
 
     torch.manual_seed(0)
-    trained = ctedd_global.Critics(N, S, hidden=16)
-    critics = ctedd_distill.Critics(N, S, hidden=16)
+    trained = ctedd_global.CentralizedQ(N, S, hidden=16)
+    critics = ctedd_distill.CentralizedQ(N, S, hidden=16)
     critics.load_state_dict(trained.state_dict())
     states, actions = torch.randn(8, S), torch.rand(N, 8, 2) * 2 - 1
     assert torch.equal(critics(states, actions), trained(states, actions))

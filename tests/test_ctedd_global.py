@@ -6,16 +6,17 @@ import torch
 from conftest import TINY, assert_one_line_error, run_script
 
 import ctedd_global
-from common.buffer import ReplayBuffer
+from common.buffer import RecentBatch, ReplayBuffer
+from common.diagnostics import omega_diagnostics
 from common.envs import MPEEnv, task_name
-from ctedd_global import Critics, GlobalPolicy, RecentBatch, joint_action, omega_loss
+from ctedd_global import CentralizedQ, GlobalPolicy, joint_action, omega_loss
 
 N, S = 3, 20
 
 
 def networks(seed=0):
     torch.manual_seed(seed)
-    return GlobalPolicy(N, S, hidden=16), Critics(N, S, hidden=16)
+    return GlobalPolicy(N, S, hidden=16), CentralizedQ(N, S, hidden=16)
 
 
 def parameters_of(module):
@@ -161,8 +162,8 @@ def test_saved_buffer_is_chronological_with_teacher_means_and_no_truncation_as_t
     chained = (batch.next_states[:-4] == batch.states[4:]).all(1)
     assert chained.sum() == (600 - 4) - 4 * 5
     assert not (batch.next_states[:-1] == batch.states[1:]).all(1).any()  # neighbours are other environments
-    assert batch.actions.abs().max() <= 1 and batch.teacher_actions is not None
-    assert not torch.equal(batch.actions, batch.teacher_actions)  # executed = clip(mean + noise)
+    assert batch.actions.abs().max() <= 1 and batch.policy_means is not None
+    assert not torch.equal(batch.actions, batch.policy_means)  # executed = clip(mean + noise)
 
 
 def test_resume_continues_the_step_count_and_the_curve(tmp_path):
@@ -321,7 +322,7 @@ def test_the_diagnostics_give_the_score_terms_gradient_at_log_sigma():
     log_std = torch.randn(3, 64, 2, requires_grad=True)
     means, samples, q = torch.randn(3, 64, 2), torch.randn(3, 64, 2), torch.randn(3, 64)
     ctedd_global.omega_loss(log_std, samples, means, q, alpha=0.0)[1].sum().backward()  # the mean score term
-    found = ctedd_global.omega_diagnostics(log_std, samples, means, q)
+    found = omega_diagnostics(0, torch.zeros(3), log_std, samples, means, q)
     per_dimension = log_std.grad.sum(1)  # summed over the batch: the gradient of the batch mean, per dimension
     torch.testing.assert_close(torch.tensor(found["pg_gradient"]), per_dimension)
     assert torch.tensor(found["pg_snr"]).min() >= 0 and len(found["log_sigma_spread"]) == 3

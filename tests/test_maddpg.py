@@ -7,8 +7,8 @@ from conftest import TINY, assert_one_line_error, run_script
 import ctedd_global
 import maddpg
 from common.envs import task_name
+from common.layers import AgentLinear
 from maddpg import (
-    AgentLinear,
     Critics,
     LocalPolicies,
     StraightThroughSign,
