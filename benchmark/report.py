@@ -1,13 +1,14 @@
 """Benchmark v2: the paper's claims tested with rliable statistics, from benchmark/results.
 
-Reads each run's result.json kept by benchmark/run.py (benchmark/results/{task}/{name}__{seed}.json)
-and the hand-written references (benchmark/results/references.json). Scores are normalised per task:
-0 = random forces, 1 = the full-information controller. With rliable (Agarwal et al. 2021): the
-interquartile mean (IQM) of the normalised final score with stratified-bootstrap 95% intervals, per
-task and across the tasks of a group, the probability of improvement P(X > Y) for each claim, and
-the IQM against env steps (sample efficiency). Prints markdown tables; writes the figures.
+Reads each run's result.json kept by the grid, python -m benchmark.run
+(benchmark/results/{task}/{name}__{seed}.json), and the hand-written references
+(benchmark/results/references.json). Scores are normalised per task: 0 = random forces, 1 = the
+full-information controller. With rliable (Agarwal et al. 2021): the interquartile mean (IQM) of
+the normalised final score with stratified-bootstrap 95% intervals, per task and across the tasks
+of a group, the probability of improvement P(X > Y) for each claim, and the IQM against env steps
+(sample efficiency). Prints markdown tables; writes the figures.
 
-    python benchmark/report.py --figures docs
+    python -m benchmark.report --figures docs
 """
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -6,7 +7,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmark"))  # the benchmark scripts' modules: run, report, ray_grid, ...
 TINY = [
     "--total-timesteps",
     "600",
@@ -29,6 +29,13 @@ def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
+
+
+def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """python -m MODULE ARGS in `cwd`, with the repository on the path as when run from its root."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> None:
@@ -80,8 +87,8 @@ def fake_scripts(tmp_path, monkeypatch):
     scripts.mkdir()
     for name in ("ctedd_global.py", "ctedd_distill.py", "maddpg.py"):
         (scripts / name).write_text(FAKE_SCRIPT)
-    import run  # benchmark/run.py
+    from benchmark import grid
 
-    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -1,24 +1,22 @@
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
-import report  # noqa: E402
-import run  # noqa: E402
+from benchmark import grid, report, run
+from common.utils import UsageError
 
 
-def grid(seeds=(1, 2)):
-    return run.build_grid(["simple_tag-scripted"], list(seeds), [1, 3], 5000, ["--alpha", "0.1"], [], [])
+def tag_grid(seeds=(1, 2)):
+    return grid.build_grid(["simple_tag-scripted"], list(seeds), [1, 3], 5000, ["--alpha", "0.1"], [], [])
 
 
 def test_grid_expansion():
-    jobs = grid()
+    jobs = tag_grid()
     assert len(jobs) == 2 * (1 + 2 + 2)
     commands = [" ".join(job.command("runs")) for job in jobs]
     stage1 = [c for c in commands if "ctedd_global.py" in c]
@@ -33,7 +31,7 @@ def test_grid_expansion():
 
 
 def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
-    jobs = run.build_grid(
+    jobs = grid.build_grid(
         ["simple_spread-an1-ln2", "simple_tag"], [1], [0, 1], 5000, channels=["differentiable", "reinforced"]
     )
     spread = {job.name: " ".join(job.command("runs")) for job in jobs if job.task == "simple_spread-an1-ln2"}
@@ -51,17 +49,17 @@ def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
     stems = {Path(job.result_path("results")).stem.rsplit("__", 1)[0] for job in jobs}
     assert stems <= set(report.METHODS)  # every run of the grid has its place in the report
     assert report.METHODS["maddpg_k1_reinforced"][0] == "MADDPG-1 (reinf.)"
-    with pytest.raises(run.UsageError, match="unknown part 'x'"):
-        run.build_grid(["simple_tag-x"], [1], [1], 5000)
+    with pytest.raises(UsageError, match="unknown part 'x'"):
+        grid.build_grid(["simple_tag-x"], [1], [1], 5000)
 
 
 def test_methods_restricts_the_grid():
-    only_maddpg = run.build_grid(["simple_spread"], [2, 3], [3], 5000, [], [], [], methods=["maddpg"])
+    only_maddpg = grid.build_grid(["simple_spread"], [2, 3], [3], 5000, [], [], [], methods=["maddpg"])
     assert [(job.name, job.seed) for job in only_maddpg] == [
         ("maddpg_k3_differentiable", 2),
         ("maddpg_k3_differentiable", 3),
     ]
-    only_ctedd = run.build_grid(["simple_spread"], [1], [1, 3], 5000, [], [], [], methods=["ctedd"])
+    only_ctedd = grid.build_grid(["simple_spread"], [1], [1, 3], 5000, [], [], [], methods=["ctedd"])
     assert [job.script for job in only_ctedd] == ["ctedd_global.py", "ctedd_distill.py", "ctedd_distill.py"]
 
 
@@ -71,7 +69,8 @@ def read_events(root):
 
 def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skipped(fake_scripts, capsys):
     assert (
-        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+        run.run_grid(tag_grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 0
     )
     events = read_events(fake_scripts)
     ends = {(e[2], e[3]): float(e[5]) for e in events if e[0] == "end" and e[1] == "ctedd_global.py"}
@@ -84,7 +83,8 @@ def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skippe
     (fake_scripts / "events.txt").unlink()
     capsys.readouterr()
     assert (
-        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+        run.run_grid(tag_grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 0
     )
     assert not (fake_scripts / "events.txt").exists()  # nothing was run again
     assert capsys.readouterr().out.count("skip (finished)") == 10
@@ -95,14 +95,18 @@ def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skippe
 
 def test_on_a_fresh_machine_the_grid_goes_on_from_the_kept_results(fake_scripts):
     assert (
-        run.run_grid(grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        run.run_grid(
+            tag_grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05
+        )
         == 0
     )
     shutil.rmtree(fake_scripts / "runs")  # a fresh machine: the results are all the repository has
     (fake_scripts / "results" / "simple_tag-scripted" / "ctedd_distill_k1__1.json").unlink()
     (fake_scripts / "events.txt").unlink()
     assert (
-        run.run_grid(grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        run.run_grid(
+            tag_grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05
+        )
         == 0
     )
     started = sorted((e[1], e[2]) for e in read_events(fake_scripts) if e[0] == "start")
@@ -113,7 +117,8 @@ def test_on_a_fresh_machine_the_grid_goes_on_from_the_kept_results(fake_scripts)
 def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, monkeypatch, capsys):
     monkeypatch.setenv("FAIL", "ctedd_global.py:2")
     assert (
-        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 3
+        run.run_grid(tag_grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 3
     )
     out = capsys.readouterr().out
     assert "FAILED" in out and "logs/simple_tag-scripted__ctedd_global__2.log" in out
@@ -182,7 +187,7 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
 def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
     """random < no message < 1 bit < full information, on both communication tasks: the range a
     learner must cover, and a check that the goals travel only where the controllers send them."""
-    import reference_returns
+    from benchmark import reference_returns
 
     for task in reference_returns.COMMUNICATION_TASKS:
         means = [reference_returns.episode_returns(task, c, episodes=60).mean() for c in reference_returns.CONTROLLERS]
@@ -196,7 +201,7 @@ def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
 
 
 def test_mutual_information_of_goals_and_messages():
-    import messages
+    from benchmark.analysis import messages
 
     bijection = [(g, (g,)) for g in range(3)] * 50  # every goal its own message
     assert messages.mutual_information(bijection) == pytest.approx(np.log2(3))
@@ -208,9 +213,8 @@ def test_mutual_information_of_goals_and_messages():
 
 
 def test_the_message_analysis_reads_saved_policies(in_tmp):
-    import messages
-
     import maddpg
+    from benchmark.analysis import messages
 
     for channel in ("differentiable", "reinforced"):
         args = dict(env_id="simple_speaker_listener", message_bits=1, channel=channel, save_model=True)
@@ -235,9 +239,8 @@ def test_the_message_analysis_reads_saved_policies(in_tmp):
 
 
 def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
-    import sigma
-
     import ctedd_global
+    from benchmark.analysis import sigma
 
     args = dict(env_id="simple_speaker_listener", total_timesteps=2000, learning_starts=200, train_frequency=10)
     ctedd_global.main(ctedd_global.Args(**args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4))
@@ -250,16 +253,15 @@ def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
     assert "| simple_speaker_listener | ctedd_global |" in sigma.diagnosis_table(runs)
     sigmas, distances = sigma.episode(runs[task, name]["run_dir"], task)
     assert sigmas.shape == (25, 2) and distances.shape == (25, 2) and (distances[:, 0] == distances[:, 1]).all()
-    kept = Path("results", task, "ctedd_global__1.json")  # as benchmark/run.py keeps it
+    kept = Path("results", task, "ctedd_global__1.json")  # as the grid keeps it
     kept.parent.mkdir(parents=True)
     shutil.copyfile(Path(runs[task, name]["run_dir"], "result.json"), kept)
     assert set(sigma.load_results("results", ["ctedd_global"])) == {(task, "ctedd_global__1")}
 
 
 def test_the_omega_probe_reads_a_saved_run(in_tmp):
-    import omega_probe
-
     import ctedd_global
+    from benchmark.analysis import omega_probe
 
     args = dict(env_id="simple_speaker_listener", total_timesteps=2000, learning_starts=200, train_frequency=10)
     ctedd_global.main(ctedd_global.Args(**args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4))
@@ -291,7 +293,7 @@ class StateQuadraticCritic:
 
 
 def test_the_omega_probes_oracle_finds_the_state_dependent_optimum():
-    import omega_probe
+    from benchmark.analysis import omega_probe
 
     alpha, c = 0.02, torch.tensor([0.25, 1.0, 4.0, 0.5])
     states = torch.stack([c, torch.zeros(4)], dim=1)
@@ -303,9 +305,8 @@ def test_the_omega_probes_oracle_finds_the_state_dependent_optimum():
 
 
 def test_the_omega_probe_retrains_omega_to_the_fixed_point_of_eq1():
-    import omega_probe
-
     import ctedd_global
+    from benchmark.analysis import omega_probe
 
     torch.manual_seed(0)
     policy = ctedd_global.GlobalPolicy(1, 2, 16)
@@ -332,7 +333,7 @@ def test_the_report_bootstraps_the_same_resamples_every_time():
 
 
 def test_profile_update_cuts_learning_iterations_from_sample_to_the_next_mark():
-    import profile_update
+    from benchmark.analysis import profile_update
 
     # a loop step: its check, two iterations (sample ... sample ...), the next checks; then a step without any
     marks = [("check", 0, 1), ("sample", 2, 3), ("sample", 5, 6), ("check", 9, 10), ("check", 11, 12)]
@@ -341,7 +342,7 @@ def test_profile_update_cuts_learning_iterations_from_sample_to_the_next_mark():
 
 
 def test_profile_update_splits_a_real_iteration_into_its_kinds(in_tmp):
-    import profile_update
+    from benchmark.analysis import profile_update
 
     result = profile_update.worker("maddpg.py", [], 3, 1, "simple_spread", False, profile_update.ROOT)
     split = result["split_ms"]
@@ -353,7 +354,7 @@ def test_profile_update_splits_a_real_iteration_into_its_kinds(in_tmp):
 
 
 def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defaults():
-    import tune
+    from benchmark import tune
 
     configs = tune.configurations("maddpg_k3_differentiable")
     assert configs == tune.configurations("maddpg_k3_differentiable")  # seeded: the same on every machine
@@ -374,7 +375,7 @@ def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defau
 
 
 def test_the_tuning_score_punishes_a_curve_that_collapses():
-    import tune
+    from benchmark import tune
 
     references = {"t": {"random": -80.0, "full information": -10.0}}
     steps = range(25_000, 500_001, 25_000)
@@ -404,12 +405,12 @@ with open(os.path.join(run_dir, "result.json"), "w") as f:
 
 
 def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_it_stopped(tmp_path, monkeypatch):
-    import tune
+    from benchmark import tune
 
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "maddpg.py").write_text(TUNING_SCRIPT)
-    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
     monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
     monkeypatch.chdir(tmp_path)
     outcome = tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)
@@ -429,7 +430,7 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
     assert tuned["settings"] == {"simple_speaker_listener": {"maddpg_k3_reinforced": outcome["chosen_flags"]}}
-    jobs = run.build_grid(
+    jobs = grid.build_grid(
         ["simple_speaker_listener"],
         [1],
         [0, 3],
@@ -440,14 +441,13 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     )
     reinforced = [job for job in jobs if job.name == "maddpg_k3_reinforced"][0]
     assert reinforced.args[-len(outcome["chosen_flags"]) :] == outcome["chosen_flags"]
-    with pytest.raises(run.UsageError, match="no tuned settings for task simple_reference"):
-        run.build_grid(["simple_reference"], [1], [3], 5000, tuned=tuned["settings"])
+    with pytest.raises(UsageError, match="no tuned settings for task simple_reference"):
+        grid.build_grid(["simple_reference"], [1], [3], 5000, tuned=tuned["settings"])
 
 
 def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
-    import channel_probe
-
     import maddpg
+    from benchmark.analysis import channel_probe
 
     torch.manual_seed(0)
     policy = maddpg.LocalPolicies(2, 8, 64, 3, "binary")
@@ -471,7 +471,7 @@ def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
 
 
 def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
-    import tune
+    from benchmark import tune
 
     def write(root, method, seed, final, curve):
         path = root / "simple_speaker_listener" / f"{method}__{seed}.json"

@@ -16,8 +16,8 @@ visits, then asks three questions, each with numbers:
    squashed; no baseline (eq. (1) as written). Where each puts sigma: its mean, its spread across states,
    the share at a bound, and the correlation of log sigma(s) with the oracle's across states.
 
-    python benchmark/omega_probe.py --run runs/simple_speaker_listener__diag_target0.3__0__* --write out.json
-    python benchmark/omega_probe.py --read benchmark/results/omega/probe.json   # the kept numbers, as tables
+    python -m benchmark.analysis.omega_probe --run runs/simple_speaker_listener__diag_target0.3__0__* --write out.json
+    python -m benchmark.analysis.omega_probe --read benchmark/results/omega/probe.json   # the kept numbers, as tables
 """
 
 from __future__ import annotations
@@ -27,19 +27,16 @@ import glob
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn, optim
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from common.engine import make_envs  # noqa: E402
-from common.envs import EPISODE_LENGTH  # noqa: E402
-from common.utils import load_checkpoint  # noqa: E402
-from ctedd_global import (  # noqa: E402
+from common.engine import make_envs
+from common.envs import EPISODE_LENGTH
+from common.utils import load_checkpoint
+from ctedd_global import (
     LOG_STD_MAX,
     LOG_STD_MIN,
     AgentLinear,
