@@ -1,13 +1,23 @@
-"""Run the paper's comparison as a grid of (method, task, seed), `--workers` at a time.
+"""Run the comparison as a grid of (arm, task, seed), `--workers` at a time.
 
 A task is an env id with its setting, named as in the run directories: simple_spread,
 simple_spread-an1 (each agent sees its nearest other agent only), simple_tag-scripted (learning
 predators, scripted prey), simple_push-scripted, ... (see `common.envs.task_name`).
-Methods: CTEDD-G (ctedd_global.py), CTEDD-k (ctedd_distill.py on that CTEDD-G run, k in
---bits; it starts only once its stage-1 run has finished, and one stage-1 run feeds every k),
-MADDPG-k (maddpg.py, k in --bits, each channel of --channels for k > 0). Each run is
-single-threaded and logs under runs/; its console output goes to benchmark/logs/. Each finished
-run's result.json (learning curve, final evaluation per episode, time) is copied to
+
+An arm is a script with its flags, run on every task and seed. The predefined arms are the paper's
+methods (--methods picks them): CTEDD-G (ctedd_global: ctedd_global.py), CTEDD-k (ctedd_distill_k{k}:
+ctedd_distill.py on that CTEDD-G run, k in --bits; one stage-1 run feeds every k), MADDPG-k
+(maddpg_k{k}_{channel}: maddpg.py, k in --bits, each channel of --channels for k > 0; maddpg_k0).
+`--arm NAME=SCRIPT[@STAGE1][:ARGS]` (repeatable) adds one: SCRIPT a script given relative to the
+repository root (a fork sits beside the script it copies, so that it imports `common`), ARGS its extra
+flags as one shell-quoted string; the grid sets the task's flags, --exp-name NAME, --seed and the
+budget. An arm with @STAGE1 is a distillation: it runs after, and reads (--global-run), the finished
+run of arm STAGE1 (a training arm of the grid) on the same task and seed; ctedd_distill.py without
+@ reads ctedd_global. NAME names the results: benchmark/results/{task}/{NAME}__{seed}.json, where
+`python -m benchmark.report` finds them.
+
+Each run is single-threaded and logs under runs/; its console output goes to benchmark/logs/. Each
+finished run's result.json (learning curve, final evaluation per episode, time) is copied to
 benchmark/results/{task}/, which the repository keeps: a run whose result is there is skipped, so
 rerunning the grid, on this machine or a fresh one, only does what is missing. A stage-1 run's
 buffer (stage 2's data, 0.3-0.7 GB) is deleted once its distillations are done (--keep-buffers
@@ -17,6 +27,8 @@ distillations that need it).
     python -m benchmark.run --tasks simple_speaker_listener simple_spread-an1 --seeds 1 2 3 --workers 2
     python -m benchmark.run --tasks simple_tag --budget 500000    # self-play: the prey learns too
     python -m benchmark.run --workers 0    # print the commands only
+    python -m benchmark.run --tasks simple_speaker_listener --methods --arm "no_reg=ctedd_global.py:--omega-reg 0"
+    python -m benchmark.run --bits 1 --arm "cf1=ctedd_distill.py@ctedd_global:--message-bits 1 --relabel counterfactual"
 """
 
 from __future__ import annotations
@@ -26,15 +38,19 @@ import os
 import shlex
 import subprocess
 import time
+from dataclasses import replace
 
 from benchmark.grid import (
     RESULTS_DIR,
+    Arm,
     Job,
     build_grid,
     dependents_of,
     drop_buffer,
     keep_result,
     log_path,
+    parse_arm,
+    predefined_arms,
     read_tuned,
     skip_finished,
     workdir,
@@ -103,6 +119,26 @@ def run_grid(
     return failures
 
 
+def arms_of(cli: argparse.Namespace) -> list[Arm]:
+    """The predefined arms --methods picks, then the --arm ones; training arms get the grid's checkpoints and
+    --cuda, distillations --cuda."""
+    checkpoints = cli.checkpoint_frequency if cli.checkpoint_frequency is not None else 100_000 * (cli.backend == "ray")
+    cuda = ["--cuda"] * cli.cuda
+    training = ["--checkpoint-frequency", str(checkpoints), *cuda]
+    arms = predefined_arms(
+        cli.bits,
+        cli.methods,
+        cli.channels,
+        training + shlex.split(cli.ctedd_args),
+        training + shlex.split(cli.maddpg_args),
+        cuda + shlex.split(cli.distill_args),
+    )
+    for spec in cli.arm:
+        arm = parse_arm(spec)
+        arms.append(replace(arm, args=(*(cuda if arm.stage1 else training), *arm.args)))
+    return arms
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS)
@@ -112,9 +148,22 @@ if __name__ == "__main__":
     parser.add_argument("--ctedd-args", default="", help="extra arguments for ctedd_global.py")
     parser.add_argument("--maddpg-args", default="", help="extra arguments for maddpg.py")
     parser.add_argument("--distill-args", default="", help="extra arguments for ctedd_distill.py")
-    parser.add_argument("--methods", nargs="+", choices=["ctedd", "maddpg"], default=["ctedd", "maddpg"])
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        choices=["ctedd", "maddpg"],
+        default=["ctedd", "maddpg"],
+        help="the predefined arms (none: only the --arm ones)",
+    )
     parser.add_argument(
         "--channels", nargs="+", choices=["differentiable", "reinforced"], default=["differentiable", "reinforced"]
+    )
+    parser.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="NAME=SCRIPT[@STAGE1][:ARGS]",
+        help="one more arm (repeatable), e.g. 'no_reg=ctedd_global.py:--omega-reg 0'",
     )
     parser.add_argument("--tuned", default=None, help="each method's tuned settings per task (benchmark/tuned.json)")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
@@ -137,23 +186,7 @@ if __name__ == "__main__":
         raise SystemExit("error: --budget must be positive and --workers not negative")
     try:
         workdir(cli.runs_dir)
-    except UsageError as err:
-        raise SystemExit(f"error: {err}") from None
-    checkpoints = cli.checkpoint_frequency if cli.checkpoint_frequency is not None else 100_000 * (cli.backend == "ray")
-    training = ["--checkpoint-frequency", str(checkpoints)] + ["--cuda"] * cli.cuda
-    try:
-        grid = build_grid(
-            cli.tasks,
-            cli.seeds,
-            cli.bits,
-            cli.budget,
-            training + shlex.split(cli.ctedd_args),
-            training + shlex.split(cli.maddpg_args),
-            ["--cuda"] * cli.cuda + shlex.split(cli.distill_args),
-            cli.methods,
-            cli.channels,
-            read_tuned(cli.tuned) if cli.tuned else None,
-        )
+        grid = build_grid(cli.tasks, cli.seeds, arms_of(cli), cli.budget, read_tuned(cli.tuned) if cli.tuned else None)
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
     if cli.workers == 0:

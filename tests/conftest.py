@@ -51,7 +51,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 FAKE_SCRIPT = textwrap.dedent(
     """
-    import os, sys, time
+    import glob, os, sys, time
     argv = sys.argv[1:]
     def arg(name, default=None):
         return argv[argv.index(name) + 1] if name in argv else default
@@ -63,7 +63,7 @@ FAKE_SCRIPT = textwrap.dedent(
         sys.exit(1)
     time.sleep(0.3)
     if arg("--global-run"):
-        assert os.path.isfile(os.path.join(arg("--global-run"), "ctedd_global.cleanrl_model"))
+        assert glob.glob(os.path.join(arg("--global-run"), "*.cleanrl_model"))  # a finished stage-1 run
         env = os.path.basename(arg("--global-run")).split("__")[0]
         run_dir = f"runs/{env}__{exp}__k{arg('--message-bits')}__{seed}__{time.time_ns()}"
     else:

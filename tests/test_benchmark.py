@@ -6,13 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FAKE_SCRIPT, assert_one_line_error, run_module
 
 from benchmark import grid, report, run
 from common.utils import UsageError
 
 
 def tag_grid(seeds=(1, 2)):
-    return grid.build_grid(["simple_tag-scripted"], list(seeds), [1, 3], 5000, ["--alpha", "0.1"], [], [])
+    return grid.build_grid(
+        ["simple_tag-scripted"], list(seeds), grid.predefined_arms([1, 3], ctedd_args=["--alpha", "0.1"]), 5000
+    )
 
 
 def test_grid_expansion():
@@ -31,12 +34,12 @@ def test_grid_expansion():
 
 
 def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
-    jobs = grid.build_grid(
-        ["simple_spread-an1-ln2", "simple_tag"], [1], [0, 1], 5000, channels=["differentiable", "reinforced"]
-    )
+    arms = grid.predefined_arms([0, 1], channels=["differentiable", "reinforced"])
+    jobs = grid.build_grid(["simple_spread-an1-ln2", "simple_tag"], [1], arms, 5000)
     spread = {job.name: " ".join(job.command("runs")) for job in jobs if job.task == "simple_spread-an1-ln2"}
     assert sorted(spread) == [
-        "ctedd_distill",
+        "ctedd_distill_k0",
+        "ctedd_distill_k1",
         "ctedd_global",
         "maddpg_k0",
         "maddpg_k1_differentiable",
@@ -50,17 +53,78 @@ def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
     assert stems <= set(report.METHODS)  # every run of the grid has its place in the report
     assert report.METHODS["maddpg_k1_reinforced"][0] == "MADDPG-1 (reinf.)"
     with pytest.raises(UsageError, match="unknown part 'x'"):
-        grid.build_grid(["simple_tag-x"], [1], [1], 5000)
+        grid.build_grid(["simple_tag-x"], [1], grid.predefined_arms([1]), 5000)
 
 
 def test_methods_restricts_the_grid():
-    only_maddpg = grid.build_grid(["simple_spread"], [2, 3], [3], 5000, [], [], [], methods=["maddpg"])
+    only_maddpg = grid.build_grid(["simple_spread"], [2, 3], grid.predefined_arms([3], ["maddpg"]), 5000)
     assert [(job.name, job.seed) for job in only_maddpg] == [
         ("maddpg_k3_differentiable", 2),
         ("maddpg_k3_differentiable", 3),
     ]
-    only_ctedd = grid.build_grid(["simple_spread"], [1], [1, 3], 5000, [], [], [], methods=["ctedd"])
+    only_ctedd = grid.build_grid(["simple_spread"], [1], grid.predefined_arms([1, 3], ["ctedd"]), 5000)
     assert [job.script for job in only_ctedd] == ["ctedd_global.py", "ctedd_distill.py", "ctedd_distill.py"]
+
+
+def test_arms_named_on_the_command_line_join_the_predefined_ones(tmp_path):
+    spec_distill = "cf=ctedd_distill.py@ctedd_global:--message-bits 1 --relabel counterfactual"
+    args = ["--tasks", "simple_spread", "--seeds", "1", "--methods", "ctedd", "--bits", "1", "--workers", "0"]
+    result = run_module(
+        "benchmark.run", *args, "--arm", spec_distill, "--arm", "m2=maddpg.py:--message-bits 2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    commands = [line.split(".py ", 1)[1] for line in result.stdout.splitlines()]
+    assert commands[2] == (
+        "--exp-name cf --seed 1 --global-run '<ctedd_global run of seed 1>' --message-bits 1 --relabel counterfactual"
+    )
+    assert commands[3] == (
+        "--exp-name m2 --seed 1 --env-id simple_spread --save-model --total-timesteps 1000000 "
+        "--checkpoint-frequency 0 --message-bits 2"
+    )
+    assert grid.parse_arm("d=ctedd_distill.py").stage1 == "ctedd_global"  # the distillation script reads CTEDD-G
+    assert grid.parse_arm("m=maddpg.py:--channel 'reinforced'").args == ("--channel", "reinforced")
+
+
+@pytest.mark.parametrize(
+    "spec, reason",
+    [
+        ("maddpg.py", "expected NAME=SCRIPT[@STAGE1][:ARGS]"),
+        ("x=nowhere.py", "no script nowhere.py in the repository"),
+        ("a/b=maddpg.py", "'a/b' is not an arm name"),
+        ("a__b=maddpg.py", "'a__b' is not an arm name"),
+        ("maddpg_k0=maddpg.py", "two arms are named maddpg_k0"),
+        ("d=ctedd_distill.py@nobody", "reads the runs of arm nobody, which is not in the grid"),
+        ("d=ctedd_distill.py@ctedd_distill_k0", "reads arm ctedd_distill_k0, a distillation"),
+        ("m=maddpg.py:--seed 3", "the grid sets --seed itself"),
+        ("m=maddpg.py:--tau '0.1", "cannot split its ARGS"),
+    ],
+)
+def test_a_bad_arm_is_one_line_of_error(spec, reason, tmp_path):
+    result = run_module("benchmark.run", "--bits", "0", "--arm", spec, "--workers", "0", cwd=tmp_path)
+    assert_one_line_error(result, reason)
+
+
+def test_an_arm_and_its_distillation_run_in_the_grid_and_keep_their_results(fake_scripts):
+    (fake_scripts / "scripts" / "my_global.py").write_text(FAKE_SCRIPT)
+    arms = [
+        grid.parse_arm("mine=my_global.py:--alpha 0.5"),
+        grid.parse_arm("mine_k2=ctedd_distill.py@mine:--message-bits 2"),
+    ]
+    jobs = grid.build_grid(["simple_spread"], [1], arms, 5000)
+    assert (
+        run.run_grid(jobs, workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+    )
+    events = read_events(fake_scripts)
+    (stage1_end,) = [float(e[5]) for e in events if e[0] == "end" and e[1] == "my_global.py"]
+    (distill_start,) = [e for e in events if e[0] == "start" and e[1] == "ctedd_distill.py"]
+    assert distill_start[2] == "mine_k2" and "runs/simple_spread__mine__1__" in distill_start[4]  # reads its own arm
+    assert float(distill_start[5]) >= stage1_end
+    kept = sorted(p.name for p in (fake_scripts / "results" / "simple_spread").iterdir())
+    assert kept == ["mine__1.json", "mine_k2__1.json"]
+    assert sorted(p.name for p in (fake_scripts / "logs").iterdir()) == [
+        "simple_spread__mine__1.log",
+        "simple_spread__mine_k2__1.log",
+    ]
 
 
 def read_events(root):
@@ -430,19 +494,12 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
     assert tuned["settings"] == {"simple_speaker_listener": {"maddpg_k3_reinforced": outcome["chosen_flags"]}}
-    jobs = grid.build_grid(
-        ["simple_speaker_listener"],
-        [1],
-        [0, 3],
-        5000,
-        methods=["maddpg"],
-        channels=["reinforced"],
-        tuned=tuned["settings"],
-    )
+    arms = grid.predefined_arms([0, 3], ["maddpg"], ["reinforced"])
+    jobs = grid.build_grid(["simple_speaker_listener"], [1], arms, 5000, tuned["settings"])
     reinforced = [job for job in jobs if job.name == "maddpg_k3_reinforced"][0]
     assert reinforced.args[-len(outcome["chosen_flags"]) :] == outcome["chosen_flags"]
     with pytest.raises(UsageError, match="no tuned settings for task simple_reference"):
-        grid.build_grid(["simple_reference"], [1], [3], 5000, tuned=tuned["settings"])
+        grid.build_grid(["simple_reference"], [1], grid.predefined_arms([3]), 5000, tuned["settings"])
 
 
 def test_the_channel_probe_sees_a_dead_speaker(in_tmp):

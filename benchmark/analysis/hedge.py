@@ -61,9 +61,10 @@ def jobs_for(tasks, seeds, bits, tuned: dict, variants=tuple(VARIANTS), dagger_b
                     continue
                 for k in [k for k in bits if "dagger" not in name or k in dagger_bits]:
                     args = ["--message-bits", str(k), *flags]
-                    jobs.append(grid.Job(name, "ctedd_distill.py", task, seed, args, after=stage1))
+                    job = grid.Job(f"{name}_k{k}", "ctedd_distill.py", task, seed, args, after=stage1, exp_name=name)
+                    jobs.append(job)
             low_bits = [k for k in bits if k < 3]  # MADDPG-3 was run for the tuned comparison (results/tuned)
-            jobs += grid.build_grid([task], [seed], low_bits, BUDGET, methods=("maddpg",), tuned=tuned)
+            jobs += grid.build_grid([task], [seed], grid.predefined_arms(low_bits, ["maddpg"]), BUDGET, tuned)
     return jobs
 
 
