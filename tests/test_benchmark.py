@@ -191,13 +191,18 @@ def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, mon
     assert len(finished) == 7  # everything but seed 2's stage 1 and its two distillations
 
 
-def write_result(results, task, name, seed, curve):
-    """A result.json as the scripts write it: the curve (env step, summed return) ends at the final evaluation."""
+def write_result(results, task, name, seed, curve, args):
+    """A result.json as the scripts write it: the curve (env step, summed return) ends at the final evaluation;
+    the run's arguments (a distillation's hold its stage-1 run, --global-run)."""
     path = results / task / f"{name}__{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     final = {"sum": curve[-1][1], "team_returns": {"good": curve[-1][1]}, "returns": {}, "sums": [curve[-1][1]] * 3}
     losses = [[step, 0.5 if step < 10 else 0.1] for step in range(20)]  # eq. (2): 0.1 over the last tenth
-    path.write_text(json.dumps({"curve": curve, "final": {"step": curve[-1][0], **final}, "losses": losses}))
+    result = {"curve": curve, "final": {"step": curve[-1][0], **final}, "losses": losses, "args": args}
+    path.write_text(json.dumps(result))
+
+
+STAGE1 = {"global_run": "runs/simple_reference__ctedd_global__1__0"}
 
 
 def synthetic_results(tmp_path, rng):
@@ -209,9 +214,10 @@ def synthetic_results(tmp_path, rng):
     (results / "references.json").write_text(json.dumps({"returns": references}))
     for task in tasks:
         for seed in range(1, 6):
-            for name, level in (("ctedd_global", -20), ("maddpg_k0", -60), ("ctedd_distill_k0", -60)):
+            arms = (("ctedd_global", -20, {}), ("maddpg_k0", -60, {"message_bits": 0}))
+            for name, level, args in (*arms, ("ctedd_distill_k0", -60, {**STAGE1, "message_bits": 0})):
                 final = level + rng.normal(0, 3)
-                write_result(results, task, name, seed, [[500_000, final - 10], [1_000_000, final]])
+                write_result(results, task, name, seed, [[500_000, final - 10], [1_000_000, final]], args)
     return results
 
 
@@ -234,18 +240,53 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     assert "CTEDD-0 > MADDPG-0" in text
     p, ci = claims["simple_reference", "ctedd_global", "maddpg_k0", "curve"]  # one task alone, whole curve
     assert p == 1.0 and report.verdict(ci) == "holds"
-    summary = report.claims_summary(claims)
+    summary = report.claims_summary(results, claims)
     assert "| CTEDD-G > MADDPG-0, whole curve | ✓ 1.00 [1.00, 1.00] |" in summary
     steps, curves = report.curves(results, references, report.CHANNEL_TASKS, "maddpg_k0", seeds)
     assert steps.tolist() == [500_000, 1_000_000] and curves.shape == (5, 3, 2)
-    assert "| simple_reference | 0.100 ± 0.000 |  |  |" in report.distillation_table(results)
+    assert "| task | CTEDD-0 |\n|---|---|\n" in report.distillation_table(results)  # the distillations with results
+    assert "| simple_reference | 0.100 ± 0.000 |" in report.distillation_table(results)
     table = report.final_table(results, references, reps=200)
     assert table.count("simple_reference") == 3  # one row per method that ran there
     report.plot_curves(results, references, str(tmp_path / "docs" / "curves.png"))
-    report.plot_aggregate(found, str(tmp_path / "docs" / "aggregate.png"))
-    report.plot_improvement(claims, str(tmp_path / "docs" / "improvement.png"))
+    report.plot_aggregate(results, found, str(tmp_path / "docs" / "aggregate.png"))
+    report.plot_improvement(results, claims, str(tmp_path / "docs" / "improvement.png"))
     report.plot_efficiency(results, references, str(tmp_path / "docs" / "efficiency.png"), reps=50)
     assert all((tmp_path / "docs" / f"{n}.png").stat().st_size > 5000 for n in ("curves", "aggregate", "improvement"))
+
+
+def test_an_arm_not_predefined_is_reported_under_its_name_with_the_claims_asked_for(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    for seed in range(1, 6):
+        for task in report.CHANNEL_TASKS:
+            write_result(
+                results_dir, task, "mine", seed, [[500_000, -40.0], [1_000_000, -30.0 + seed]], {"message_bits": 2}
+            )
+            write_result(results_dir, task, "mine_d", seed, [[1_000_000, -50.0 + seed]], {**STAGE1, "message_bits": 1})
+    results, references = report.load_results(results_dir), report.load_references(results_dir)
+    assert report.arms_of(results) == ["ctedd_global", "ctedd_distill_k0", "maddpg_k0", "mine", "mine_d"]
+    assert report.style(results, "mine") == ("mine (k = 2)", report.OTHER_COLOURS[0], "-")
+    assert report.distillations(results) == ["ctedd_distill_k0", "mine_d"]
+    assert "| simple_reference | mine (k = 2) | 5 | -27.00 ± 1.41 |" in report.final_table(results, references, reps=50)
+    assert "| channel tasks | mine_d (k = 1) | 5 x 3 |" in report.aggregate_table(results, references, reps=50)[0]
+    claims = [*report.CLAIMS, report.parse_claim("mine>maddpg_k0:curve", results)]
+    text, found = report.claims_table(results, references, 50, claims)
+    assert "| mine (k = 2) > MADDPG-0, whole curve | channel tasks | 5 x 3 |" in text
+    summary = report.claims_summary(results, found, claims)
+    assert "CTEDD-3" not in summary and "| mine (k = 2) > MADDPG-0, whole curve | ✓" in summary  # no CTEDD-3 results
+    assert "| simple_reference | 0.100 ± 0.000 | 0.100 ± 0.000 |" in report.distillation_table(results)
+    report.plot_curves(results, references, str(tmp_path / "curves.png"))
+    report.plot_improvement(results, found, str(tmp_path / "improvement.png"), claims)
+    for bad, reason in (("mine>nobody", "no results for arm 'nobody'"), ("mine", "expected X>Y or X>Y:curve")):
+        with pytest.raises(UsageError, match=reason):
+            report.parse_claim(bad, results)
+    args = ["--results-dir", str(results_dir), "--reps", "50"]
+    result = run_module("benchmark.report", *args, "--claim", "mine>ctedd_global", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "| mine (k = 2) > CTEDD-G | channel tasks | 5 x 3 |" in result.stdout
+    assert_one_line_error(
+        run_module("benchmark.report", *args, "--claim", "mine>x", cwd=tmp_path), "no results for arm 'x'"
+    )
 
 
 def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
