@@ -34,7 +34,7 @@ class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task varian
     save_model: bool = True
     """whether to save the model and the replay buffer (stage 2 needs both) into `runs/{run_name}`"""
 
-    # Algorithm specific arguments. The learning settings are the best single setting of benchmark/tune.py
+    # Algorithm specific arguments. The learning settings are the best single setting of benchmark.tune
     # across the channel tasks tuned so far (docs/tuning.md)
     env_id: str = "simple_push"
     """the MPE environment: simple_push, simple_tag, simple_spread, simple_adversary, simple_speaker_listener

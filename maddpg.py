@@ -34,7 +34,7 @@ class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task varian
     save_model: bool = False
     """whether to save the model into the `runs/{run_name}` folder"""
 
-    # Algorithm specific arguments. The learning settings are the best single setting of benchmark/tune.py
+    # Algorithm specific arguments. The learning settings are the best single setting of benchmark.tune
     # across the channel tasks tuned so far (docs/tuning.md)
     env_id: str = "simple_push"
     """the MPE environment: simple_push, simple_tag, simple_spread, simple_adversary, simple_speaker_listener

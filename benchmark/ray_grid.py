@@ -1,4 +1,4 @@
-"""benchmark/run.py --backend ray: the same grid as Ray tasks, on this machine or a Ray cluster.
+"""python -m benchmark.run --backend ray: the same grid as Ray tasks, on this machine or a Ray cluster.
 
 Each run is a Ray task reserving `--cpus-per-run` CPUs (and a GPU with --cuda) that runs the script
 in a subprocess. A distillation takes its stage-1 task's result as an argument, so Ray starts it
@@ -18,7 +18,8 @@ import shlex
 import subprocess
 
 import ray
-from run import SCRIPTS_DIR, Job, dependents_of, drop_buffer, log_path, skip_finished, workdir
+
+from benchmark.grid import SCRIPTS_DIR, Job, dependents_of, drop_buffer, log_path, skip_finished, workdir
 
 
 class RunKilled(Exception):
@@ -54,9 +55,8 @@ def run_grid(
 ) -> int:
     """Submit every job as a Ray task, distillations depending on their stage-1 task; returns the failures."""
     runs_dir, logs_dir = os.path.abspath(runs_dir), os.path.abspath(logs_dir)
-    # the workers import this module and run.py from the repository, at the same path on every node
-    path = os.pathsep.join([os.path.join(SCRIPTS_DIR, "benchmark"), SCRIPTS_DIR])
-    runtime_env = {"env_vars": {"PYTHONPATH": path}}
+    # the workers import this module and benchmark.grid from the repository, at the same path on every node
+    runtime_env = {"env_vars": {"PYTHONPATH": SCRIPTS_DIR}}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:

@@ -8,7 +8,7 @@ the controllers between: no message (the mover heads for the landmarks' centroid
 2-way split of the goals: landmark 0, or the midpoint of 1 and 2). All steer with one PD law.
 These anchor the benchmark's normalised score: 0 = random forces, 1 = full information.
 
-    python benchmark/reference_returns.py --episodes 1000 --write benchmark/results/references.json
+    python -m benchmark.reference_returns --episodes 1000 --write benchmark/results/references.json
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.envs import MPEEnv, parse_task  # noqa: E402
+from common.envs import MPEEnv, parse_task
 
 COMMUNICATION_TASKS = ("simple_speaker_listener", "simple_reference")
 TASKS = (*COMMUNICATION_TASKS, "simple_spread-an1", "simple_tag-scripted", "simple_push-scripted", "simple_spread")

@@ -1,13 +1,21 @@
 """Benchmark v2: the paper's claims tested with rliable statistics, from benchmark/results.
 
-Reads each run's result.json kept by benchmark/run.py (benchmark/results/{task}/{name}__{seed}.json)
-and the hand-written references (benchmark/results/references.json). Scores are normalised per task:
-0 = random forces, 1 = the full-information controller. With rliable (Agarwal et al. 2021): the
-interquartile mean (IQM) of the normalised final score with stratified-bootstrap 95% intervals, per
-task and across the tasks of a group, the probability of improvement P(X > Y) for each claim, and
-the IQM against env steps (sample efficiency). Prints markdown tables; writes the figures.
+Reads each run's result.json kept by the grid, python -m benchmark.run
+(benchmark/results/{task}/{name}__{seed}.json), and the hand-written references
+(benchmark/results/references.json). Scores are normalised per task: 0 = random forces, 1 = the
+full-information controller. With rliable (Agarwal et al. 2021): the interquartile mean (IQM) of
+the normalised final score with stratified-bootstrap 95% intervals, per task and across the tasks
+of a group, the probability of improvement P(X > Y) for each claim, and the IQM against env steps
+(sample efficiency). Prints markdown tables; writes the figures.
 
-    python benchmark/report.py --figures docs
+Every arm with results appears: the predefined ones (the paper's methods and issue #14's variants)
+under their labels, in their colours, the others (`python -m benchmark.run --arm NAME=...`) under
+their name and message bits. The claims are the paper's, those whose arms have results, and any
+added with --claim X>Y (does arm X beat arm Y at the end of the budget) or --claim X>Y:curve (over
+the whole learning curve).
+
+    python -m benchmark.report --figures docs
+    python -m benchmark.report --claim "my_arm>ctedd_global" --claim "my_arm>maddpg_k3_differentiable:curve"
 """
 
 from __future__ import annotations
@@ -20,12 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.utils import UsageError
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BOOTSTRAP_SEED = 0  # the same resamples every time: the report regenerates exactly
 CHANNEL_TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
 CONTROL_TASKS = ("simple_tag-scripted", "simple_push-scripted", "simple_spread")
+TASKS = (*CHANNEL_TASKS, *CONTROL_TASKS)
 GROUPS = {"channel tasks": CHANNEL_TASKS, "controls": CONTROL_TASKS}
-# run name -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable) and oranges (reinforced)
+# predefined arm -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable), oranges (reinforced)
 METHODS = {
     "ctedd_global": ("CTEDD-G", "#08306b", "-"),  # Benchmark v2's default: alpha 1, so sigma stays at 1
     # issue #14 (docs/omega.md): alpha tuned to a target entropy, with --omega-reg 1e-3 (today's default) or 0
@@ -41,9 +52,11 @@ METHODS = {
     "maddpg_k1_reinforced": ("MADDPG-1 (reinf.)", "#fd8d3c", "--"),
     "maddpg_k0": ("MADDPG-0", "#737373", "-"),
 }
+OTHER_COLOURS = ("#6a51a3", "#8c510a", "#c51b7d", "#01665e", "#b8860b", "#000000")  # the other arms', in turn
 # the paper's claims as (X, Y, measure): does X beat Y? "final": the score at the end of the budget;
 # "curve": the score averaged over the learning curve's evaluations (the area under it), the paper's
 # sample efficiency. Distilled policies learn from the final teacher, so they have no curve of their own.
+# A claim whose arms have no results is left out.
 CLAIMS = [
     ("ctedd_global", "ctedd_distill_k3", "final"),
     ("ctedd_distill_k3", "ctedd_distill_k1", "final"),
@@ -68,13 +81,52 @@ CLAIMS = [
 
 
 def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, dict[int, dict]]]:
-    """task -> method -> seed -> result."""
+    """task -> arm -> seed -> result, for every arm with results on the report's tasks."""
     results: dict = defaultdict(lambda: defaultdict(dict))
     for path in sorted(Path(results_dir).glob("*/*__*.json")):
         method, seed = path.stem.rsplit("__", 1)
-        if method in METHODS:
+        if path.parent.name in TASKS:
             results[path.parent.name][method][int(seed)] = json.loads(path.read_text())
     return {task: dict(methods) for task, methods in results.items()}
+
+
+def arms_of(results) -> list[str]:
+    """The arms with results: the predefined ones in their order, then the others by name."""
+    found = {method for methods in results.values() for method in methods}
+    return [m for m in METHODS if m in found] + sorted(found - set(METHODS))
+
+
+def settings_of(results, arm: str) -> dict:
+    """The arguments an arm's runs were started with (those of its first result)."""
+    return next(r.get("args", {}) for methods in results.values() for r in methods.get(arm, {}).values())
+
+
+def style(results, arm: str) -> tuple[str, str, str]:
+    """(label, colour, line style): a predefined arm's, or its name and message bits and a colour of its own."""
+    if arm in METHODS:
+        return METHODS[arm]
+    others = [m for m in arms_of(results) if m not in METHODS]
+    bits = settings_of(results, arm).get("message_bits")
+    label = arm if bits is None else f"{arm} (k = {bits})"
+    return label, OTHER_COLOURS[others.index(arm) % len(OTHER_COLOURS)], "-"
+
+
+def distillations(results) -> list[str]:
+    """The arms whose runs distil a stage-1 run (they read one: --global-run), by message bits."""
+    found = [m for m in arms_of(results) if "global_run" in settings_of(results, m)]
+    return sorted(found, key=lambda m: settings_of(results, m).get("message_bits", 0))
+
+
+def parse_claim(text: str, results) -> tuple[str, str, str]:
+    """--claim X>Y (the final score) or X>Y:curve (the whole learning curve), X and Y arms with results."""
+    pair, _, measure = text.partition(":")
+    x, greater, y = pair.partition(">")
+    if not greater or measure not in ("", "curve"):
+        raise UsageError(f"--claim {text!r}: expected X>Y or X>Y:curve, X and Y the names of arms")
+    for arm in (x, y):
+        if arm not in arms_of(results):
+            raise UsageError(f"--claim {text!r}: no results for arm {arm!r}")
+    return x, y, measure or "final"
 
 
 def load_references(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, float]]:
@@ -147,7 +199,7 @@ def curves(results, references, tasks, method, seeds) -> tuple[np.ndarray, np.nd
 
 
 def methods_of(results, tasks) -> list[str]:
-    return [m for m in METHODS if all(results.get(t, {}).get(m) for t in tasks)]
+    return [m for m in arms_of(results) if all(results.get(t, {}).get(m) for t in tasks)]
 
 
 def final_table(results, references, reps: int) -> str:
@@ -155,7 +207,7 @@ def final_table(results, references, reps: int) -> str:
         "| task | method | seeds | final return, mean ± std | normalised IQM [95% CI] |",
         "|---|---|---|---|---|",
     ]
-    for task in [*CHANNEL_TASKS, *CONTROL_TASKS]:
+    for task in TASKS:
         methods = methods_of(results, [task])
         if not methods:
             continue
@@ -166,7 +218,7 @@ def final_table(results, references, reps: int) -> str:
             finals = np.array([results[task][m][s]["final"]["sum"] for s in seeds[m]])
             low, high = interval[m].ravel()
             lines.append(
-                f"| {task} | {METHODS[m][0]} | {len(finals)} | {finals.mean():.2f} ± {finals.std():.2f} "
+                f"| {task} | {style(results, m)[0]} | {len(finals)} | {finals.mean():.2f} ± {finals.std():.2f} "
                 f"| {point[m][0]:.2f} [{low:.2f}, {high:.2f}] |"
             )
     return "\n".join(lines)
@@ -187,21 +239,21 @@ def aggregate_table(results, references, reps: int) -> tuple[str, dict]:
         for m in methods:
             low, high = interval[m].ravel()
             runs = f"{len(seeds)} x {len(tasks)}"
-            lines.append(f"| {group} | {METHODS[m][0]} | {runs} | {point[m][0]:.2f} [{low:.2f}, {high:.2f}] |")
+            lines.append(f"| {group} | {style(results, m)[0]} | {runs} | {point[m][0]:.2f} [{low:.2f}, {high:.2f}] |")
     return "\n".join(lines), found
 
 
-def claim_label(x: str, y: str, measure: str) -> str:
-    return f"{METHODS[x][0]} > {METHODS[y][0]}" + (", whole curve" if measure == "curve" else "")
+def claim_label(results, x: str, y: str, measure: str) -> str:
+    return f"{style(results, x)[0]} > {style(results, y)[0]}" + (", whole curve" if measure == "curve" else "")
 
 
-def claims_table(results, references, reps: int) -> tuple[str, dict]:
+def claims_table(results, references, reps: int, claims=CLAIMS) -> tuple[str, dict]:
     """P(X > Y) for every claim, across each group's tasks and on each task alone."""
     lines = ["| claim | tasks | runs x tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
     found = {}
-    scopes = {**GROUPS, **{task: (task,) for task in [*CHANNEL_TASKS, *CONTROL_TASKS]}}
+    scopes = {**GROUPS, **{task: (task,) for task in TASKS}}
     for scope, tasks in scopes.items():
-        for x, y, measure in CLAIMS:
+        for x, y, measure in claims:
             seeds = common_seeds(results, tasks, [x, y])
             if not seeds:
                 continue
@@ -212,18 +264,18 @@ def claims_table(results, references, reps: int) -> tuple[str, dict]:
             p, interval = improvement(x_scores, y_scores, reps)
             found[scope, x, y, measure] = (p, interval)
             lines.append(
-                f"| {claim_label(x, y, measure)} | {scope} | {len(seeds)} x {len(tasks)} "
+                f"| {claim_label(results, x, y, measure)} | {scope} | {len(seeds)} x {len(tasks)} "
                 f"| {p:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] | {verdict(interval)} |"
             )
     return "\n".join(lines), found
 
 
-def claims_summary(found: dict) -> str:
-    """One row per claim, one column per group and task: P(X > Y) [95% CI] and the verdict's sign."""
+def claims_summary(results, found: dict, claims=CLAIMS) -> str:
+    """One row per claim with results, one column per group and task: P(X > Y) [95% CI] and the verdict's sign."""
     mark = {"holds": "✓", "does not hold": "✗", "cannot tell": "?"}
-    scopes = [s for s in [*GROUPS, *CHANNEL_TASKS, *CONTROL_TASKS] if any(key[0] == s for key in found)]
+    scopes = [s for s in [*GROUPS, *TASKS] if any(key[0] == s for key in found)]
     lines = ["| claim | " + " | ".join(scopes) + " |", "|---" * (len(scopes) + 1) + "|"]
-    for claim in CLAIMS:
+    for claim in [c for c in claims if any((scope, *c) in found for scope in scopes)]:
         cells = []
         for scope in scopes:
             if (scope, *claim) in found:
@@ -231,18 +283,19 @@ def claims_summary(found: dict) -> str:
                 cells.append(f"{mark[verdict((low, high))]} {p:.2f} [{low:.2f}, {high:.2f}]")
             else:
                 cells.append("")
-        lines.append(f"| {claim_label(*claim)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {claim_label(results, *claim)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def distillation_table(results) -> str:
-    """eq. (2)'s loss over the last tenth of the pass, per task and k: what the student cannot imitate,
-    either for want of capacity or because it cannot know what the teacher knows."""
-    lines = ["| task | CTEDD-0 | CTEDD-1 | CTEDD-3 |", "|---|---|---|---|"]
-    for task in [*CHANNEL_TASKS, *CONTROL_TASKS]:
+    """eq. (2)'s loss over the last tenth of the pass, per task and distillation: what the student cannot
+    imitate, either for want of capacity or because it cannot know what the teacher knows."""
+    arms = distillations(results)
+    lines = ["| task | " + " | ".join(style(results, m)[0] for m in arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    for task in TASKS:
         cells = []
-        for k in (0, 1, 3):
-            runs = results.get(task, {}).get(f"ctedd_distill_k{k}", {})
+        for arm in arms:
+            runs = results.get(task, {}).get(arm, {})
             tails = [
                 np.mean([loss for _, loss in r["losses"][-max(1, len(r["losses"]) // 10) :]]) for r in runs.values()
             ]
@@ -260,18 +313,20 @@ def plot_curves(results, references, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in (*CHANNEL_TASKS, *CONTROL_TASKS) if t in results]
+    tasks = [t for t in TASKS if t in results]
+    distilled = distillations(results)
     fig, axes = plt.subplots(2, 3, figsize=(16, 9), squeeze=False)
     rng = np.random.default_rng(0)
     for ax, task in zip(axes.ravel(), tasks):
-        for method, (label, colour, style) in METHODS.items():
+        for method in arms_of(results):
             runs = results[task].get(method)
             if not runs:
                 continue
-            if method.startswith("ctedd_distill"):
+            label, colour, line = style(results, method)
+            if method in distilled:
                 finals = np.array([r["final"]["sum"] for r in runs.values()])
                 ax.errorbar(
-                    1.02e6 + 1.5e4 * "013".index(method[-1]),
+                    1.02e6 + 1.5e4 * distilled.index(method),
                     finals.mean(),
                     yerr=finals.std(),
                     fmt="o",
@@ -284,7 +339,7 @@ def plot_curves(results, references, path: str) -> None:
             steps = sorted(set.intersection(*(set(dict(r["curve"])) for r in runs.values())))
             values = np.array([[dict(r["curve"])[s] for s in steps] for r in runs.values()])
             boot = values[rng.integers(0, len(values), (1000, len(values)))].mean(1)
-            ax.plot(steps, values.mean(0), style, color=colour, label=f"{label} (n={len(values)})", lw=1.6)
+            ax.plot(steps, values.mean(0), line, color=colour, label=f"{label} (n={len(values)})", lw=1.6)
             ax.fill_between(steps, *np.percentile(boot, [2.5, 97.5], axis=0), color=colour, alpha=0.15, lw=0)
         for name, value in references[task].items():
             ref_style = {"random": ("gray", "--"), "full information": ("green", ":")}.get(name, ("silver", ":"))
@@ -310,7 +365,7 @@ def plot_curves(results, references, path: str) -> None:
     save(fig, path)
 
 
-def plot_aggregate(found: dict, path: str) -> None:
+def plot_aggregate(results, found: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -320,9 +375,9 @@ def plot_aggregate(found: dict, path: str) -> None:
     for ax, (group, (methods, point, interval)) in zip(axes[0], found.items()):
         for row, m in enumerate(methods):
             low, high = interval[m].ravel()
-            ax.barh(row, high - low, left=low, color=METHODS[m][1], alpha=0.75, height=0.6)
+            ax.barh(row, high - low, left=low, color=style(results, m)[1], alpha=0.75, height=0.6)
             ax.plot([point[m][0]] * 2, [row - 0.3, row + 0.3], color="black", lw=1.5)
-        ax.set_yticks(range(len(methods)), [METHODS[m][0] for m in methods])
+        ax.set_yticks(range(len(methods)), [style(results, m)[0] for m in methods])
         ax.invert_yaxis()
         ax.axvline(0, color="gray", ls="--", lw=1)
         ax.axvline(1, color="green", ls=":", lw=1)
@@ -333,14 +388,14 @@ def plot_aggregate(found: dict, path: str) -> None:
     save(fig, path)
 
 
-def plot_improvement(found: dict, path: str) -> None:
+def plot_improvement(results, found: dict, path: str, claims=CLAIMS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups = list(GROUPS)
-    claims = [c for c in CLAIMS if any((g, *c) in found for g in groups)]
+    claims = [c for c in claims if any((g, *c) in found for g in groups)]
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(claims) + 1.5))
     for shift, group, colour in zip((-0.15, 0.15), groups, ("#08519c", "#969696")):
         rows = [(row, claim) for row, claim in enumerate(claims) if (group, *claim) in found]
@@ -355,7 +410,7 @@ def plot_improvement(found: dict, path: str) -> None:
                 capsize=3,
                 label=group if row == rows[0][0] else None,
             )
-    ax.set_yticks(range(len(claims)), [claim_label(*claim) for claim in claims])
+    ax.set_yticks(range(len(claims)), [claim_label(results, *claim) for claim in claims])
     ax.set_ylim(len(claims) - 0.5, -0.5)
     ax.axvline(0.5, color="black", lw=1)
     ax.set_xlim(0, 1)
@@ -375,9 +430,10 @@ def plot_efficiency(results, references, path: str, reps: int) -> None:
     from rliable import library as rly
     from rliable import metrics
 
+    distilled = distillations(results)  # no curve of their own
     fig, axes = plt.subplots(1, len(GROUPS), figsize=(7 * len(GROUPS), 4.5), squeeze=False)
     for ax, (group, tasks) in zip(axes[0], GROUPS.items()):
-        methods = [m for m in methods_of(results, tasks) if not m.startswith("ctedd_distill")]
+        methods = [m for m in methods_of(results, tasks) if m not in distilled]
         seeds = common_seeds(results, tasks, methods)
         if not seeds:
             ax.set_axis_off()
@@ -386,8 +442,8 @@ def plot_efficiency(results, references, path: str, reps: int) -> None:
             steps, scores = curves(results, references, tasks, m, seeds)
             iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
             point, interval = rly.get_interval_estimates({m: scores}, iqm, reps=reps, random_state=bootstrap_state())
-            label, colour, style = METHODS[m]
-            ax.plot(steps, point[m], style, color=colour, label=label, lw=1.6)
+            label, colour, line = style(results, m)
+            ax.plot(steps, point[m], line, color=colour, label=label, lw=1.6)
             ax.fill_between(steps, interval[m][0], interval[m][1], color=colour, alpha=0.15, lw=0)
         ax.axhline(0, color="gray", ls="--", lw=1)
         ax.axhline(1, color="green", ls=":", lw=1)
@@ -413,23 +469,30 @@ if __name__ == "__main__":
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--figures", default=None, help="write the figures into this directory")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--claim", action="append", default=[], help="X>Y or X>Y:curve, X and Y arms (repeatable)")
     cli = parser.parse_args()
     found_results, refs = load_results(cli.results_dir), load_references(cli.results_dir)
     if not found_results:
         raise SystemExit(f"error: no results in {cli.results_dir}")
+    try:
+        added = [parse_claim(text, found_results) for text in cli.claim]
+    except UsageError as err:
+        raise SystemExit(f"error: {err}") from None
+    claims = CLAIMS + [claim for claim in added if claim not in CLAIMS]
     print("## Final scores per task\n\n" + final_table(found_results, refs, cli.reps))
     text, aggregates = aggregate_table(found_results, refs, cli.reps)
     print("\n## Across tasks\n\n" + text)
-    text, improvements = claims_table(found_results, refs, cli.reps)
+    text, improvements = claims_table(found_results, refs, cli.reps, claims)
     print("\n## The claims\n\n" + text)
-    print("\n## The claims at a glance (✓ holds, ✗ does not hold, ? cannot tell)\n\n" + claims_summary(improvements))
+    summary = claims_summary(found_results, improvements, claims)
+    print("\n## The claims at a glance (✓ holds, ✗ does not hold, ? cannot tell)\n\n" + summary)
     print(
         "\n## eq. (2)'s loss at the end of the distillation (mean ± std over seeds)\n\n"
         + distillation_table(found_results)
     )
     if cli.figures:
         plot_curves(found_results, refs, f"{cli.figures}/benchmark_curves.png")
-        plot_aggregate(aggregates, f"{cli.figures}/benchmark_aggregate.png")
-        plot_improvement(improvements, f"{cli.figures}/benchmark_improvement.png")
+        plot_aggregate(found_results, aggregates, f"{cli.figures}/benchmark_aggregate.png")
+        plot_improvement(found_results, improvements, f"{cli.figures}/benchmark_improvement.png", claims)
         plot_efficiency(found_results, refs, f"{cli.figures}/benchmark_efficiency.png", cli.reps)
         print(f"\nfigures written to {cli.figures}/benchmark_*.png")

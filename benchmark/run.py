@@ -1,42 +1,61 @@
-"""Run the paper's comparison as a grid of (method, task, seed), `--workers` at a time.
+"""Run the comparison as a grid of (arm, task, seed), `--workers` at a time.
 
 A task is an env id with its setting, named as in the run directories: simple_spread,
 simple_spread-an1 (each agent sees its nearest other agent only), simple_tag-scripted (learning
 predators, scripted prey), simple_push-scripted, ... (see `common.envs.task_name`).
-Methods: CTEDD-G (ctedd_global.py), CTEDD-k (ctedd_distill.py on that CTEDD-G run, k in
---bits; it starts only once its stage-1 run has finished, and one stage-1 run feeds every k),
-MADDPG-k (maddpg.py, k in --bits, each channel of --channels for k > 0). Each run is
-single-threaded and logs under runs/; its console output goes to benchmark/logs/. Each finished
-run's result.json (learning curve, final evaluation per episode, time) is copied to
+
+An arm is a script with its flags, run on every task and seed. The predefined arms are the paper's
+methods (--methods picks them): CTEDD-G (ctedd_global: ctedd_global.py), CTEDD-k (ctedd_distill_k{k}:
+ctedd_distill.py on that CTEDD-G run, k in --bits; one stage-1 run feeds every k), MADDPG-k
+(maddpg_k{k}_{channel}: maddpg.py, k in --bits, each channel of --channels for k > 0; maddpg_k0).
+`--arm NAME=SCRIPT[@STAGE1][:ARGS]` (repeatable) adds one: SCRIPT a script given relative to the
+repository root (a fork sits beside the script it copies, so that it imports `common`), ARGS its extra
+flags as one shell-quoted string; the grid sets the task's flags, --exp-name NAME, --seed and the
+budget. An arm with @STAGE1 is a distillation: it runs after, and reads (--global-run), the finished
+run of arm STAGE1 (a training arm of the grid) on the same task and seed; ctedd_distill.py without
+@ reads ctedd_global. NAME names the results: benchmark/results/{task}/{NAME}__{seed}.json, where
+`python -m benchmark.report` finds them.
+
+Each run is single-threaded and logs under runs/; its console output goes to benchmark/logs/. Each
+finished run's result.json (learning curve, final evaluation per episode, time) is copied to
 benchmark/results/{task}/, which the repository keeps: a run whose result is there is skipped, so
 rerunning the grid, on this machine or a fresh one, only does what is missing. A stage-1 run's
 buffer (stage 2's data, 0.3-0.7 GB) is deleted once its distillations are done (--keep-buffers
 keeps it). A failed run is reported with its log path and does not stop the others (only the
 distillations that need it).
 
-    python benchmark/run.py --tasks simple_speaker_listener simple_spread-an1 --seeds 1 2 3 --workers 2
-    python benchmark/run.py --tasks simple_tag --budget 500000    # self-play: the prey learns too
-    python benchmark/run.py --workers 0    # print the commands only
+    python -m benchmark.run --tasks simple_speaker_listener simple_spread-an1 --seeds 1 2 3 --workers 2
+    python -m benchmark.run --tasks simple_tag --budget 500000    # self-play: the prey learns too
+    python -m benchmark.run --workers 0    # print the commands only
+    python -m benchmark.run --tasks simple_speaker_listener --methods --arm "no_reg=ctedd_global.py:--omega-reg 0"
+    python -m benchmark.run --bits 1 --arm "cf1=ctedd_distill.py@ctedd_global:--message-bits 1 --relabel counterfactual"
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 
-SCRIPTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS_DIR = os.path.join(SCRIPTS_DIR, "benchmark", "results")
-sys.path.insert(0, SCRIPTS_DIR)
-from common.envs import parse_task, task_flags  # noqa: E402
-from common.utils import UsageError  # noqa: E402
+from benchmark.grid import (
+    RESULTS_DIR,
+    Arm,
+    Job,
+    build_grid,
+    dependents_of,
+    drop_buffer,
+    keep_result,
+    log_path,
+    parse_arm,
+    predefined_arms,
+    read_tuned,
+    skip_finished,
+    workdir,
+)
+from common.utils import UsageError
 
 # the channel-matters tasks first, then the paper's predator-prey and push, then the fully observed control
 DEFAULT_TASKS = [
@@ -47,113 +66,6 @@ DEFAULT_TASKS = [
     "simple_push-scripted",
     "simple_spread",
 ]
-
-
-@dataclass
-class Job:
-    name: str  # also the exp_name, so the run directory is runs/{task}__{name}__{seed}__{time}
-    script: str
-    task: str
-    seed: int
-    args: list[str]
-    after: Job | None = None  # the stage-1 job this distillation reads
-    scripts_dir: str = SCRIPTS_DIR  # where the training scripts are (the same path on every node of a cluster)
-    state: str = "waiting"  # waiting, running, done, failed, skipped
-    process: subprocess.Popen | None = field(default=None, repr=False)
-
-    def run_glob(self, runs_dir: str) -> str:
-        if self.script == "ctedd_distill.py":  # its run names carry k: {task}__{exp}__k{bits}__{seed}__{time}
-            bits = self.args[self.args.index("--message-bits") + 1]
-            return os.path.join(runs_dir, f"{self.task}__{self.name}__k{bits}__{self.seed}__*")
-        return os.path.join(runs_dir, f"{self.task}__{self.name}__{self.seed}__*")
-
-    def finished_run(self, runs_dir: str) -> str | None:
-        """The newest run directory of this job that holds its final model file."""
-        done = glob.glob(os.path.join(self.run_glob(runs_dir), f"{self.name}.cleanrl_model"))
-        return os.path.dirname(max(done, key=os.path.getmtime)) if done else None
-
-    def result_path(self, results_dir: str) -> str:
-        """benchmark/results/{task}/{name}__{seed}.json, or {name}_k{bits}__{seed}.json for a distillation."""
-        bits = f"_k{self.args[self.args.index('--message-bits') + 1]}" if self.script == "ctedd_distill.py" else ""
-        return os.path.join(results_dir, self.task, f"{self.name}{bits}__{self.seed}.json")
-
-    def unfinished_run(self, runs_dir: str) -> str | None:
-        """The newest run directory of this job with a resumable checkpoint and no final model yet."""
-        dirs = [d for d in glob.glob(self.run_glob(runs_dir)) if os.path.isfile(os.path.join(d, "checkpoint.pt"))]
-        dirs = [d for d in dirs if not os.path.isfile(os.path.join(d, f"{self.name}.cleanrl_model"))]
-        return max(dirs, key=os.path.getmtime) if dirs else None
-
-    def command(self, runs_dir: str, stage1_dir: str | None = None) -> list[str]:
-        """The command that runs this job: a distillation reads `stage1_dir` (default: its stage-1 job's
-        finished run); a training run with an unfinished checkpoint (a crash, a killed worker) resumes it."""
-        script = [sys.executable, os.path.join(self.scripts_dir, self.script)]
-        if self.after is not None:
-            stage1 = stage1_dir or self.after.finished_run(runs_dir) or f"<{self.after.name} run of seed {self.seed}>"
-            return script + ["--exp-name", self.name, "--seed", str(self.seed), "--global-run", stage1, *self.args]
-        unfinished = self.unfinished_run(runs_dir)
-        if unfinished:
-            budget = self.args[self.args.index("--total-timesteps") + 1]
-            return script + ["--resume", unfinished, "--total-timesteps", budget]
-        flags = [*task_flags(parse_task(self.task)).split(), "--save-model"]
-        return script + ["--exp-name", self.name, "--seed", str(self.seed), *flags, *self.args]
-
-
-def build_grid(
-    tasks,
-    seeds,
-    bits,
-    budget,
-    ctedd_args=(),
-    maddpg_args=(),
-    distill_args=(),
-    methods=("ctedd", "maddpg"),
-    channels=("differentiable",),
-    tuned: dict | None = None,
-) -> list[Job]:
-    """`tuned` (benchmark/tuned.json): per task, the settings benchmark/tune.py chose for ctedd_global and
-    maddpg_k3_{channel}; MADDPG-0 and -1 take their channel's MADDPG-3 setting (-0: the differentiable one's)."""
-    for task in tasks:
-        parse_task(task)  # refuse an unknown task before anything runs
-        if tuned is not None and task not in tuned:
-            raise UsageError(f"no tuned settings for task {task} in the tuned file (benchmark/tune.py --write-tuned)")
-    settings = tuned or {}
-    jobs = []
-    for seed in seeds:  # seed by seed: a grid cut short still has every task and method at the same seeds
-        for task in tasks:
-            budget_args = ["--total-timesteps", str(budget)]
-            if "ctedd" in methods:
-                ctedd_tuned = settings.get(task, {}).get("ctedd_global", [])
-                stage1 = Job(
-                    "ctedd_global", "ctedd_global.py", task, seed, budget_args + list(ctedd_args) + ctedd_tuned
-                )
-                distill = [["--message-bits", str(k), *distill_args] for k in bits]
-                jobs += [stage1] + [
-                    Job("ctedd_distill", "ctedd_distill.py", task, seed, args, after=stage1) for args in distill
-                ]
-            if "maddpg" in methods:
-                for k in bits:
-                    for channel in channels if k > 0 else ["differentiable"]:
-                        name = f"maddpg_k{k}" + (f"_{channel}" if k > 0 else "")
-                        args = budget_args + ["--message-bits", str(k), "--channel", channel, *maddpg_args]
-                        args += settings.get(task, {}).get(f"maddpg_k3_{channel}", [])
-                        jobs.append(Job(name, "maddpg.py", task, seed, args))
-    for job in jobs:
-        job.scripts_dir = SCRIPTS_DIR
-    return jobs
-
-
-def skip_finished(jobs: list[Job], runs_dir: str, results_dir: str) -> None:
-    """Mark the jobs whose result is kept as skipped, unless a missing distillation needs the stage-1 buffer."""
-    for job in jobs:
-        needed = any(not os.path.isfile(d.result_path(results_dir)) for d in dependents_of(job, jobs))
-        stage1 = job.finished_run(runs_dir)
-        if os.path.isfile(job.result_path(results_dir)) and (not needed or stage1 and has_buffer(stage1)):
-            job.state = "skipped"
-            print(f"skip (finished): {job.task} {job.name} seed {job.seed}")
-
-
-def dependents_of(job: Job, jobs: list[Job]) -> list[Job]:
-    return [d for d in jobs if d.after is job]
 
 
 def tidy(jobs: list[Job], runs_dir: str, keep_buffers: bool) -> None:
@@ -207,44 +119,24 @@ def run_grid(
     return failures
 
 
-def workdir(runs_dir: str) -> str:
-    """The scripts write into runs/ of their working directory: run them in the one above `runs_dir`."""
-    if os.path.basename(os.path.abspath(runs_dir)) != "runs":
-        raise UsageError(f"--runs-dir must be a directory named runs (the scripts write there), got {runs_dir}")
-    return os.path.dirname(os.path.abspath(runs_dir))
-
-
-def has_buffer(run_dir: str) -> bool:
-    return os.path.isfile(os.path.join(run_dir, "buffer.npz"))
-
-
-def keep_result(job: Job, runs_dir: str, results_dir: str) -> None:
-    """Copy the finished run's result.json into the results tree (the repository keeps those)."""
-    run_dir = job.finished_run(runs_dir)
-    source = os.path.join(run_dir, "result.json") if run_dir else ""
-    if os.path.isfile(source):
-        os.makedirs(os.path.dirname(job.result_path(results_dir)), exist_ok=True)
-        shutil.copyfile(source, job.result_path(results_dir))
-
-
-def drop_buffer(run_dir: str | None) -> None:
-    for name in ("buffer.npz", "checkpoint.pt"):
-        if run_dir and os.path.isfile(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-
-
-def read_tuned(path: str) -> dict:
-    """benchmark/tuned.json: {task: {method: [flags]}}, written by benchmark/tune.py --write-tuned."""
-    try:
-        with open(path) as f:
-            return json.load(f)["settings"]
-    except (OSError, ValueError, KeyError) as err:
-        raise UsageError(f"cannot read the tuned settings {path}: {err}") from None
-
-
-def log_path(job: Job, logs_dir: str) -> str:
-    extra = "_k" + job.args[job.args.index("--message-bits") + 1] if job.script == "ctedd_distill.py" else ""
-    return os.path.join(logs_dir, f"{job.task}__{job.name}{extra}__{job.seed}.log")
+def arms_of(cli: argparse.Namespace) -> list[Arm]:
+    """The predefined arms --methods picks, then the --arm ones; training arms get the grid's checkpoints and
+    --cuda, distillations --cuda."""
+    checkpoints = cli.checkpoint_frequency if cli.checkpoint_frequency is not None else 100_000 * (cli.backend == "ray")
+    cuda = ["--cuda"] * cli.cuda
+    training = ["--checkpoint-frequency", str(checkpoints), *cuda]
+    arms = predefined_arms(
+        cli.bits,
+        cli.methods,
+        cli.channels,
+        training + shlex.split(cli.ctedd_args),
+        training + shlex.split(cli.maddpg_args),
+        cuda + shlex.split(cli.distill_args),
+    )
+    for spec in cli.arm:
+        arm = parse_arm(spec)
+        arms.append(replace(arm, args=(*(cuda if arm.stage1 else training), *arm.args)))
+    return arms
 
 
 if __name__ == "__main__":
@@ -256,9 +148,22 @@ if __name__ == "__main__":
     parser.add_argument("--ctedd-args", default="", help="extra arguments for ctedd_global.py")
     parser.add_argument("--maddpg-args", default="", help="extra arguments for maddpg.py")
     parser.add_argument("--distill-args", default="", help="extra arguments for ctedd_distill.py")
-    parser.add_argument("--methods", nargs="+", choices=["ctedd", "maddpg"], default=["ctedd", "maddpg"])
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        choices=["ctedd", "maddpg"],
+        default=["ctedd", "maddpg"],
+        help="the predefined arms (none: only the --arm ones)",
+    )
     parser.add_argument(
         "--channels", nargs="+", choices=["differentiable", "reinforced"], default=["differentiable", "reinforced"]
+    )
+    parser.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="NAME=SCRIPT[@STAGE1][:ARGS]",
+        help="one more arm (repeatable), e.g. 'no_reg=ctedd_global.py:--omega-reg 0'",
     )
     parser.add_argument("--tuned", default=None, help="each method's tuned settings per task (benchmark/tuned.json)")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
@@ -281,23 +186,7 @@ if __name__ == "__main__":
         raise SystemExit("error: --budget must be positive and --workers not negative")
     try:
         workdir(cli.runs_dir)
-    except UsageError as err:
-        raise SystemExit(f"error: {err}") from None
-    checkpoints = cli.checkpoint_frequency if cli.checkpoint_frequency is not None else 100_000 * (cli.backend == "ray")
-    training = ["--checkpoint-frequency", str(checkpoints)] + ["--cuda"] * cli.cuda
-    try:
-        grid = build_grid(
-            cli.tasks,
-            cli.seeds,
-            cli.bits,
-            cli.budget,
-            training + shlex.split(cli.ctedd_args),
-            training + shlex.split(cli.maddpg_args),
-            ["--cuda"] * cli.cuda + shlex.split(cli.distill_args),
-            cli.methods,
-            cli.channels,
-            read_tuned(cli.tuned) if cli.tuned else None,
-        )
+        grid = build_grid(cli.tasks, cli.seeds, arms_of(cli), cli.budget, read_tuned(cli.tuned) if cli.tuned else None)
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
     if cli.workers == 0:
@@ -305,7 +194,7 @@ if __name__ == "__main__":
             print(shlex.join(job.command(cli.runs_dir)))
         raise SystemExit(0)
     if cli.backend == "ray":
-        import ray_grid
+        from benchmark import ray_grid
 
         gpus = 1.0 if cli.cuda else 0.0
         failed = ray_grid.run_grid(

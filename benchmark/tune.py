@@ -13,13 +13,13 @@ The protocol, the same for every method and task:
 - the score punishes collapse: the mean normalised return (0 random, 1 the full-information controller)
   over the last 30% of the learning curve, averaged over the tuning seeds.
 
-The runs go through the grid (`benchmark/run.py`'s local pool, or Ray with --backend ray); each finished
+The runs go through the grid (`benchmark.run`'s local pool, or Ray with --backend ray); each finished
 run's result.json is kept under benchmark/results/tuning/{task}/, so a tuning stopped halfway
 continues where it stopped. The outcome, with every configuration's scores, the budget and the CPU time,
 goes to benchmark/results/tuning/{task}/{method}.json; --report writes a table and a figure per task.
 
-    python benchmark/tune.py --task simple_speaker_listener --method maddpg_k3_differentiable --workers 2
-    python benchmark/tune.py --task simple_speaker_listener --report docs/tuning_simple_speaker_listener.png
+    python -m benchmark.tune --task simple_speaker_listener --method maddpg_k3_differentiable --workers 2
+    python -m benchmark.tune --task simple_speaker_listener --report docs/tuning_simple_speaker_listener.png
 """
 
 from __future__ import annotations
@@ -27,18 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import report  # noqa: E402
-import run  # noqa: E402
+from benchmark import report, run
+from benchmark.grid import Job
+from common.envs import parse_task
+from common.utils import UsageError, atomic_write
 
-from common.envs import parse_task  # noqa: E402
-from common.utils import UsageError, atomic_write  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TUNING = ROOT / "benchmark" / "results" / "tuning"
 METHODS = {  # name: (script, fixed arguments)
@@ -116,15 +114,13 @@ def score(curve: list, task: str, references: dict) -> float:
     return float(report.normalise(tail, task, references).mean())
 
 
-def jobs_for(task: str, method: str, indices: list[int], configs: list[dict], budget: int) -> list[run.Job]:
+def jobs_for(task: str, method: str, indices: list[int], configs: list[dict], budget: int) -> list[Job]:
     script, fixed = METHODS[method]
     jobs = []
     for index in indices:
         args = ["--total-timesteps", str(budget), "--eval-frequency", str(EVAL_FREQUENCY), *fixed]
         args += flags(configs[index])
-        jobs += [run.Job(trial_name(method, index, budget), script, task, seed, args) for seed in SEEDS]
-    for job in jobs:
-        job.scripts_dir = run.SCRIPTS_DIR
+        jobs += [Job(trial_name(method, index, budget), script, task, seed, args) for seed in SEEDS]
     return jobs
 
 
@@ -136,7 +132,7 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
     """Run the successive halving of `method` on `task` (finished runs are skipped); returns the outcome."""
     references = report.load_references()
     if task not in references:
-        raise UsageError(f"no reference returns for task {task!r} (benchmark/reference_returns.py)")
+        raise UsageError(f"no reference returns for task {task!r} (python -m benchmark.reference_returns)")
     configs = configurations(method)
     results_dir = TUNING  # each run's result.json: TUNING/{task}/{method}_t{index}_{budget}k__{seed}.json
     survivors = list(range(len(configs)))
@@ -145,7 +141,7 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
         survivors = survivors[:keep]
         jobs = jobs_for(task, method, survivors, configs, budget)
         if backend == "ray":
-            import ray_grid
+            from benchmark import ray_grid
 
             failed = ray_grid.run_grid(jobs, runs_dir, "benchmark/logs", str(results_dir))
         else:

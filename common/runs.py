@@ -299,7 +299,7 @@ def save_model(run_dir: str, args, script: str, policy, critics) -> str:
 def save_result(run_dir: str, settings: dict, evaluations: list, seconds: dict, start_time: float, **extra) -> dict:
     """result.json, the run in compact form: the evaluation curve (env step, mean return summed over
     the learning agents, per team), the final evaluation with each episode's summed return, where
-    the time went. benchmark/run.py keeps it under benchmark/results/."""
+    the time went. The benchmark grid (python -m benchmark.run) keeps it under benchmark/results/."""
     step, final = evaluations[-1]
     result = {
         "task": task_of(settings),

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -6,7 +7,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmark"))  # the benchmark scripts' modules: run, report, ray_grid, ...
 TINY = [
     "--total-timesteps",
     "600",
@@ -31,6 +31,13 @@ def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProces
     )
 
 
+def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """python -m MODULE ARGS in `cwd`, with the repository on the path as when run from its root."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> None:
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and reason in result.stderr and "Traceback" not in result.stderr
@@ -44,7 +51,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 FAKE_SCRIPT = textwrap.dedent(
     """
-    import os, sys, time
+    import glob, os, sys, time
     argv = sys.argv[1:]
     def arg(name, default=None):
         return argv[argv.index(name) + 1] if name in argv else default
@@ -56,7 +63,7 @@ FAKE_SCRIPT = textwrap.dedent(
         sys.exit(1)
     time.sleep(0.3)
     if arg("--global-run"):
-        assert os.path.isfile(os.path.join(arg("--global-run"), "ctedd_global.cleanrl_model"))
+        assert glob.glob(os.path.join(arg("--global-run"), "*.cleanrl_model"))  # a finished stage-1 run
         env = os.path.basename(arg("--global-run")).split("__")[0]
         run_dir = f"runs/{env}__{exp}__k{arg('--message-bits')}__{seed}__{time.time_ns()}"
     else:
@@ -80,8 +87,8 @@ def fake_scripts(tmp_path, monkeypatch):
     scripts.mkdir()
     for name in ("ctedd_global.py", "ctedd_distill.py", "maddpg.py"):
         (scripts / name).write_text(FAKE_SCRIPT)
-    import run  # benchmark/run.py
+    from benchmark import grid
 
-    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -1,24 +1,25 @@
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import FAKE_SCRIPT, assert_one_line_error, run_module
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
-import report  # noqa: E402
-import run  # noqa: E402
+from benchmark import grid, report, run
+from common.utils import UsageError
 
 
-def grid(seeds=(1, 2)):
-    return run.build_grid(["simple_tag-scripted"], list(seeds), [1, 3], 5000, ["--alpha", "0.1"], [], [])
+def tag_grid(seeds=(1, 2)):
+    return grid.build_grid(
+        ["simple_tag-scripted"], list(seeds), grid.predefined_arms([1, 3], ctedd_args=["--alpha", "0.1"]), 5000
+    )
 
 
 def test_grid_expansion():
-    jobs = grid()
+    jobs = tag_grid()
     assert len(jobs) == 2 * (1 + 2 + 2)
     commands = [" ".join(job.command("runs")) for job in jobs]
     stage1 = [c for c in commands if "ctedd_global.py" in c]
@@ -33,12 +34,12 @@ def test_grid_expansion():
 
 
 def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
-    jobs = run.build_grid(
-        ["simple_spread-an1-ln2", "simple_tag"], [1], [0, 1], 5000, channels=["differentiable", "reinforced"]
-    )
+    arms = grid.predefined_arms([0, 1], channels=["differentiable", "reinforced"])
+    jobs = grid.build_grid(["simple_spread-an1-ln2", "simple_tag"], [1], arms, 5000)
     spread = {job.name: " ".join(job.command("runs")) for job in jobs if job.task == "simple_spread-an1-ln2"}
     assert sorted(spread) == [
-        "ctedd_distill",
+        "ctedd_distill_k0",
+        "ctedd_distill_k1",
         "ctedd_global",
         "maddpg_k0",
         "maddpg_k1_differentiable",
@@ -51,18 +52,79 @@ def test_tasks_become_the_scripts_flags_and_both_channels_are_separate_runs():
     stems = {Path(job.result_path("results")).stem.rsplit("__", 1)[0] for job in jobs}
     assert stems <= set(report.METHODS)  # every run of the grid has its place in the report
     assert report.METHODS["maddpg_k1_reinforced"][0] == "MADDPG-1 (reinf.)"
-    with pytest.raises(run.UsageError, match="unknown part 'x'"):
-        run.build_grid(["simple_tag-x"], [1], [1], 5000)
+    with pytest.raises(UsageError, match="unknown part 'x'"):
+        grid.build_grid(["simple_tag-x"], [1], grid.predefined_arms([1]), 5000)
 
 
 def test_methods_restricts_the_grid():
-    only_maddpg = run.build_grid(["simple_spread"], [2, 3], [3], 5000, [], [], [], methods=["maddpg"])
+    only_maddpg = grid.build_grid(["simple_spread"], [2, 3], grid.predefined_arms([3], ["maddpg"]), 5000)
     assert [(job.name, job.seed) for job in only_maddpg] == [
         ("maddpg_k3_differentiable", 2),
         ("maddpg_k3_differentiable", 3),
     ]
-    only_ctedd = run.build_grid(["simple_spread"], [1], [1, 3], 5000, [], [], [], methods=["ctedd"])
+    only_ctedd = grid.build_grid(["simple_spread"], [1], grid.predefined_arms([1, 3], ["ctedd"]), 5000)
     assert [job.script for job in only_ctedd] == ["ctedd_global.py", "ctedd_distill.py", "ctedd_distill.py"]
+
+
+def test_arms_named_on_the_command_line_join_the_predefined_ones(tmp_path):
+    spec_distill = "cf=ctedd_distill.py@ctedd_global:--message-bits 1 --relabel counterfactual"
+    args = ["--tasks", "simple_spread", "--seeds", "1", "--methods", "ctedd", "--bits", "1", "--workers", "0"]
+    result = run_module(
+        "benchmark.run", *args, "--arm", spec_distill, "--arm", "m2=maddpg.py:--message-bits 2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    commands = [line.split(".py ", 1)[1] for line in result.stdout.splitlines()]
+    assert commands[2] == (
+        "--exp-name cf --seed 1 --global-run '<ctedd_global run of seed 1>' --message-bits 1 --relabel counterfactual"
+    )
+    assert commands[3] == (
+        "--exp-name m2 --seed 1 --env-id simple_spread --save-model --total-timesteps 1000000 "
+        "--checkpoint-frequency 0 --message-bits 2"
+    )
+    assert grid.parse_arm("d=ctedd_distill.py").stage1 == "ctedd_global"  # the distillation script reads CTEDD-G
+    assert grid.parse_arm("m=maddpg.py:--channel 'reinforced'").args == ("--channel", "reinforced")
+
+
+@pytest.mark.parametrize(
+    "spec, reason",
+    [
+        ("maddpg.py", "expected NAME=SCRIPT[@STAGE1][:ARGS]"),
+        ("x=nowhere.py", "no script nowhere.py in the repository"),
+        ("a/b=maddpg.py", "'a/b' is not an arm name"),
+        ("a__b=maddpg.py", "'a__b' is not an arm name"),
+        ("maddpg_k0=maddpg.py", "two arms are named maddpg_k0"),
+        ("d=ctedd_distill.py@nobody", "reads the runs of arm nobody, which is not in the grid"),
+        ("d=ctedd_distill.py@ctedd_distill_k0", "reads arm ctedd_distill_k0, a distillation"),
+        ("m=maddpg.py:--seed 3", "the grid sets --seed itself"),
+        ("m=maddpg.py:--tau '0.1", "cannot split its ARGS"),
+    ],
+)
+def test_a_bad_arm_is_one_line_of_error(spec, reason, tmp_path):
+    result = run_module("benchmark.run", "--bits", "0", "--arm", spec, "--workers", "0", cwd=tmp_path)
+    assert_one_line_error(result, reason)
+
+
+def test_an_arm_and_its_distillation_run_in_the_grid_and_keep_their_results(fake_scripts):
+    (fake_scripts / "scripts" / "my_global.py").write_text(FAKE_SCRIPT)
+    arms = [
+        grid.parse_arm("mine=my_global.py:--alpha 0.5"),
+        grid.parse_arm("mine_k2=ctedd_distill.py@mine:--message-bits 2"),
+    ]
+    jobs = grid.build_grid(["simple_spread"], [1], arms, 5000)
+    assert (
+        run.run_grid(jobs, workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+    )
+    events = read_events(fake_scripts)
+    (stage1_end,) = [float(e[5]) for e in events if e[0] == "end" and e[1] == "my_global.py"]
+    (distill_start,) = [e for e in events if e[0] == "start" and e[1] == "ctedd_distill.py"]
+    assert distill_start[2] == "mine_k2" and "runs/simple_spread__mine__1__" in distill_start[4]  # reads its own arm
+    assert float(distill_start[5]) >= stage1_end
+    kept = sorted(p.name for p in (fake_scripts / "results" / "simple_spread").iterdir())
+    assert kept == ["mine__1.json", "mine_k2__1.json"]
+    assert sorted(p.name for p in (fake_scripts / "logs").iterdir()) == [
+        "simple_spread__mine__1.log",
+        "simple_spread__mine_k2__1.log",
+    ]
 
 
 def read_events(root):
@@ -71,7 +133,8 @@ def read_events(root):
 
 def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skipped(fake_scripts, capsys):
     assert (
-        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+        run.run_grid(tag_grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 0
     )
     events = read_events(fake_scripts)
     ends = {(e[2], e[3]): float(e[5]) for e in events if e[0] == "end" and e[1] == "ctedd_global.py"}
@@ -84,7 +147,8 @@ def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skippe
     (fake_scripts / "events.txt").unlink()
     capsys.readouterr()
     assert (
-        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 0
+        run.run_grid(tag_grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 0
     )
     assert not (fake_scripts / "events.txt").exists()  # nothing was run again
     assert capsys.readouterr().out.count("skip (finished)") == 10
@@ -95,14 +159,18 @@ def test_distillations_start_after_their_stage1_run_and_finished_runs_are_skippe
 
 def test_on_a_fresh_machine_the_grid_goes_on_from_the_kept_results(fake_scripts):
     assert (
-        run.run_grid(grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        run.run_grid(
+            tag_grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05
+        )
         == 0
     )
     shutil.rmtree(fake_scripts / "runs")  # a fresh machine: the results are all the repository has
     (fake_scripts / "results" / "simple_tag-scripted" / "ctedd_distill_k1__1.json").unlink()
     (fake_scripts / "events.txt").unlink()
     assert (
-        run.run_grid(grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        run.run_grid(
+            tag_grid([1]), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05
+        )
         == 0
     )
     started = sorted((e[1], e[2]) for e in read_events(fake_scripts) if e[0] == "start")
@@ -113,7 +181,8 @@ def test_on_a_fresh_machine_the_grid_goes_on_from_the_kept_results(fake_scripts)
 def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, monkeypatch, capsys):
     monkeypatch.setenv("FAIL", "ctedd_global.py:2")
     assert (
-        run.run_grid(grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05) == 3
+        run.run_grid(tag_grid(), workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+        == 3
     )
     out = capsys.readouterr().out
     assert "FAILED" in out and "logs/simple_tag-scripted__ctedd_global__2.log" in out
@@ -122,13 +191,18 @@ def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, mon
     assert len(finished) == 7  # everything but seed 2's stage 1 and its two distillations
 
 
-def write_result(results, task, name, seed, curve):
-    """A result.json as the scripts write it: the curve (env step, summed return) ends at the final evaluation."""
+def write_result(results, task, name, seed, curve, args):
+    """A result.json as the scripts write it: the curve (env step, summed return) ends at the final evaluation;
+    the run's arguments (a distillation's hold its stage-1 run, --global-run)."""
     path = results / task / f"{name}__{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     final = {"sum": curve[-1][1], "team_returns": {"good": curve[-1][1]}, "returns": {}, "sums": [curve[-1][1]] * 3}
     losses = [[step, 0.5 if step < 10 else 0.1] for step in range(20)]  # eq. (2): 0.1 over the last tenth
-    path.write_text(json.dumps({"curve": curve, "final": {"step": curve[-1][0], **final}, "losses": losses}))
+    result = {"curve": curve, "final": {"step": curve[-1][0], **final}, "losses": losses, "args": args}
+    path.write_text(json.dumps(result))
+
+
+STAGE1 = {"global_run": "runs/simple_reference__ctedd_global__1__0"}
 
 
 def synthetic_results(tmp_path, rng):
@@ -140,9 +214,10 @@ def synthetic_results(tmp_path, rng):
     (results / "references.json").write_text(json.dumps({"returns": references}))
     for task in tasks:
         for seed in range(1, 6):
-            for name, level in (("ctedd_global", -20), ("maddpg_k0", -60), ("ctedd_distill_k0", -60)):
+            arms = (("ctedd_global", -20, {}), ("maddpg_k0", -60, {"message_bits": 0}))
+            for name, level, args in (*arms, ("ctedd_distill_k0", -60, {**STAGE1, "message_bits": 0})):
                 final = level + rng.normal(0, 3)
-                write_result(results, task, name, seed, [[500_000, final - 10], [1_000_000, final]])
+                write_result(results, task, name, seed, [[500_000, final - 10], [1_000_000, final]], args)
     return results
 
 
@@ -165,24 +240,59 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     assert "CTEDD-0 > MADDPG-0" in text
     p, ci = claims["simple_reference", "ctedd_global", "maddpg_k0", "curve"]  # one task alone, whole curve
     assert p == 1.0 and report.verdict(ci) == "holds"
-    summary = report.claims_summary(claims)
+    summary = report.claims_summary(results, claims)
     assert "| CTEDD-G > MADDPG-0, whole curve | ✓ 1.00 [1.00, 1.00] |" in summary
     steps, curves = report.curves(results, references, report.CHANNEL_TASKS, "maddpg_k0", seeds)
     assert steps.tolist() == [500_000, 1_000_000] and curves.shape == (5, 3, 2)
-    assert "| simple_reference | 0.100 ± 0.000 |  |  |" in report.distillation_table(results)
+    assert "| task | CTEDD-0 |\n|---|---|\n" in report.distillation_table(results)  # the distillations with results
+    assert "| simple_reference | 0.100 ± 0.000 |" in report.distillation_table(results)
     table = report.final_table(results, references, reps=200)
     assert table.count("simple_reference") == 3  # one row per method that ran there
     report.plot_curves(results, references, str(tmp_path / "docs" / "curves.png"))
-    report.plot_aggregate(found, str(tmp_path / "docs" / "aggregate.png"))
-    report.plot_improvement(claims, str(tmp_path / "docs" / "improvement.png"))
+    report.plot_aggregate(results, found, str(tmp_path / "docs" / "aggregate.png"))
+    report.plot_improvement(results, claims, str(tmp_path / "docs" / "improvement.png"))
     report.plot_efficiency(results, references, str(tmp_path / "docs" / "efficiency.png"), reps=50)
     assert all((tmp_path / "docs" / f"{n}.png").stat().st_size > 5000 for n in ("curves", "aggregate", "improvement"))
+
+
+def test_an_arm_not_predefined_is_reported_under_its_name_with_the_claims_asked_for(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    for seed in range(1, 6):
+        for task in report.CHANNEL_TASKS:
+            write_result(
+                results_dir, task, "mine", seed, [[500_000, -40.0], [1_000_000, -30.0 + seed]], {"message_bits": 2}
+            )
+            write_result(results_dir, task, "mine_d", seed, [[1_000_000, -50.0 + seed]], {**STAGE1, "message_bits": 1})
+    results, references = report.load_results(results_dir), report.load_references(results_dir)
+    assert report.arms_of(results) == ["ctedd_global", "ctedd_distill_k0", "maddpg_k0", "mine", "mine_d"]
+    assert report.style(results, "mine") == ("mine (k = 2)", report.OTHER_COLOURS[0], "-")
+    assert report.distillations(results) == ["ctedd_distill_k0", "mine_d"]
+    assert "| simple_reference | mine (k = 2) | 5 | -27.00 ± 1.41 |" in report.final_table(results, references, reps=50)
+    assert "| channel tasks | mine_d (k = 1) | 5 x 3 |" in report.aggregate_table(results, references, reps=50)[0]
+    claims = [*report.CLAIMS, report.parse_claim("mine>maddpg_k0:curve", results)]
+    text, found = report.claims_table(results, references, 50, claims)
+    assert "| mine (k = 2) > MADDPG-0, whole curve | channel tasks | 5 x 3 |" in text
+    summary = report.claims_summary(results, found, claims)
+    assert "CTEDD-3" not in summary and "| mine (k = 2) > MADDPG-0, whole curve | ✓" in summary  # no CTEDD-3 results
+    assert "| simple_reference | 0.100 ± 0.000 | 0.100 ± 0.000 |" in report.distillation_table(results)
+    report.plot_curves(results, references, str(tmp_path / "curves.png"))
+    report.plot_improvement(results, found, str(tmp_path / "improvement.png"), claims)
+    for bad, reason in (("mine>nobody", "no results for arm 'nobody'"), ("mine", "expected X>Y or X>Y:curve")):
+        with pytest.raises(UsageError, match=reason):
+            report.parse_claim(bad, results)
+    args = ["--results-dir", str(results_dir), "--reps", "50"]
+    result = run_module("benchmark.report", *args, "--claim", "mine>ctedd_global", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "| mine (k = 2) > CTEDD-G | channel tasks | 5 x 3 |" in result.stdout
+    assert_one_line_error(
+        run_module("benchmark.report", *args, "--claim", "mine>x", cwd=tmp_path), "no results for arm 'x'"
+    )
 
 
 def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
     """random < no message < 1 bit < full information, on both communication tasks: the range a
     learner must cover, and a check that the goals travel only where the controllers send them."""
-    import reference_returns
+    from benchmark import reference_returns
 
     for task in reference_returns.COMMUNICATION_TASKS:
         means = [reference_returns.episode_returns(task, c, episodes=60).mean() for c in reference_returns.CONTROLLERS]
@@ -196,7 +306,7 @@ def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
 
 
 def test_mutual_information_of_goals_and_messages():
-    import messages
+    from benchmark.analysis import messages
 
     bijection = [(g, (g,)) for g in range(3)] * 50  # every goal its own message
     assert messages.mutual_information(bijection) == pytest.approx(np.log2(3))
@@ -208,9 +318,8 @@ def test_mutual_information_of_goals_and_messages():
 
 
 def test_the_message_analysis_reads_saved_policies(in_tmp):
-    import messages
-
     import maddpg
+    from benchmark.analysis import messages
 
     for channel in ("differentiable", "reinforced"):
         args = dict(env_id="simple_speaker_listener", message_bits=1, channel=channel, save_model=True)
@@ -235,9 +344,8 @@ def test_the_message_analysis_reads_saved_policies(in_tmp):
 
 
 def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
-    import sigma
-
     import ctedd_global
+    from benchmark.analysis import sigma
 
     args = dict(env_id="simple_speaker_listener", total_timesteps=2000, learning_starts=200, train_frequency=10)
     ctedd_global.main(ctedd_global.Args(**args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4))
@@ -250,16 +358,15 @@ def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
     assert "| simple_speaker_listener | ctedd_global |" in sigma.diagnosis_table(runs)
     sigmas, distances = sigma.episode(runs[task, name]["run_dir"], task)
     assert sigmas.shape == (25, 2) and distances.shape == (25, 2) and (distances[:, 0] == distances[:, 1]).all()
-    kept = Path("results", task, "ctedd_global__1.json")  # as benchmark/run.py keeps it
+    kept = Path("results", task, "ctedd_global__1.json")  # as the grid keeps it
     kept.parent.mkdir(parents=True)
     shutil.copyfile(Path(runs[task, name]["run_dir"], "result.json"), kept)
     assert set(sigma.load_results("results", ["ctedd_global"])) == {(task, "ctedd_global__1")}
 
 
 def test_the_omega_probe_reads_a_saved_run(in_tmp):
-    import omega_probe
-
     import ctedd_global
+    from benchmark.analysis import omega_probe
 
     args = dict(env_id="simple_speaker_listener", total_timesteps=2000, learning_starts=200, train_frequency=10)
     ctedd_global.main(ctedd_global.Args(**args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4))
@@ -291,7 +398,7 @@ class StateQuadraticCritic:
 
 
 def test_the_omega_probes_oracle_finds_the_state_dependent_optimum():
-    import omega_probe
+    from benchmark.analysis import omega_probe
 
     alpha, c = 0.02, torch.tensor([0.25, 1.0, 4.0, 0.5])
     states = torch.stack([c, torch.zeros(4)], dim=1)
@@ -303,9 +410,8 @@ def test_the_omega_probes_oracle_finds_the_state_dependent_optimum():
 
 
 def test_the_omega_probe_retrains_omega_to_the_fixed_point_of_eq1():
-    import omega_probe
-
     import ctedd_global
+    from benchmark.analysis import omega_probe
 
     torch.manual_seed(0)
     policy = ctedd_global.GlobalPolicy(1, 2, 16)
@@ -332,7 +438,7 @@ def test_the_report_bootstraps_the_same_resamples_every_time():
 
 
 def test_profile_update_cuts_learning_iterations_from_sample_to_the_next_mark():
-    import profile_update
+    from benchmark.analysis import profile_update
 
     # a loop step: its check, two iterations (sample ... sample ...), the next checks; then a step without any
     marks = [("check", 0, 1), ("sample", 2, 3), ("sample", 5, 6), ("check", 9, 10), ("check", 11, 12)]
@@ -341,7 +447,7 @@ def test_profile_update_cuts_learning_iterations_from_sample_to_the_next_mark():
 
 
 def test_profile_update_splits_a_real_iteration_into_its_kinds(in_tmp):
-    import profile_update
+    from benchmark.analysis import profile_update
 
     result = profile_update.worker("maddpg.py", [], 3, 1, "simple_spread", False, profile_update.ROOT)
     split = result["split_ms"]
@@ -353,7 +459,7 @@ def test_profile_update_splits_a_real_iteration_into_its_kinds(in_tmp):
 
 
 def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defaults():
-    import tune
+    from benchmark import tune
 
     configs = tune.configurations("maddpg_k3_differentiable")
     assert configs == tune.configurations("maddpg_k3_differentiable")  # seeded: the same on every machine
@@ -374,7 +480,7 @@ def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defau
 
 
 def test_the_tuning_score_punishes_a_curve_that_collapses():
-    import tune
+    from benchmark import tune
 
     references = {"t": {"random": -80.0, "full information": -10.0}}
     steps = range(25_000, 500_001, 25_000)
@@ -404,12 +510,12 @@ with open(os.path.join(run_dir, "result.json"), "w") as f:
 
 
 def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_it_stopped(tmp_path, monkeypatch):
-    import tune
+    from benchmark import tune
 
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "maddpg.py").write_text(TUNING_SCRIPT)
-    monkeypatch.setattr(run, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
     monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
     monkeypatch.chdir(tmp_path)
     outcome = tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)
@@ -429,25 +535,17 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
     assert tuned["settings"] == {"simple_speaker_listener": {"maddpg_k3_reinforced": outcome["chosen_flags"]}}
-    jobs = run.build_grid(
-        ["simple_speaker_listener"],
-        [1],
-        [0, 3],
-        5000,
-        methods=["maddpg"],
-        channels=["reinforced"],
-        tuned=tuned["settings"],
-    )
+    arms = grid.predefined_arms([0, 3], ["maddpg"], ["reinforced"])
+    jobs = grid.build_grid(["simple_speaker_listener"], [1], arms, 5000, tuned["settings"])
     reinforced = [job for job in jobs if job.name == "maddpg_k3_reinforced"][0]
     assert reinforced.args[-len(outcome["chosen_flags"]) :] == outcome["chosen_flags"]
-    with pytest.raises(run.UsageError, match="no tuned settings for task simple_reference"):
-        run.build_grid(["simple_reference"], [1], [3], 5000, tuned=tuned["settings"])
+    with pytest.raises(UsageError, match="no tuned settings for task simple_reference"):
+        grid.build_grid(["simple_reference"], [1], grid.predefined_arms([3]), 5000, tuned["settings"])
 
 
 def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
-    import channel_probe
-
     import maddpg
+    from benchmark.analysis import channel_probe
 
     torch.manual_seed(0)
     policy = maddpg.LocalPolicies(2, 8, 64, 3, "binary")
@@ -471,7 +569,7 @@ def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
 
 
 def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
-    import tune
+    from benchmark import tune
 
     def write(root, method, seed, final, curve):
         path = root / "simple_speaker_listener" / f"{method}__{seed}.json"

@@ -10,14 +10,14 @@ LINE_REFERENCE = re.compile(r"\[`([^`]+)`\]\((?:\.\./)?([\w./]+\.py)#L(\d+)\)")
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_line_reference_points_at_the_code_it_names(page):
-    """A reference [`text`](file.py#L12) must land on a line holding `text`: the docs move with the code."""
+    """A reference [`text`](file.py#L12) must land on the one line of the file holding `text`: the docs move
+    with the code, and an anchor found on two lines could land on the wrong one."""
     references = LINE_REFERENCE.findall(page.read_text())
     for text, file, line in references:
         lines = (ROOT / file).read_text().splitlines()
         found = [i + 1 for i, content in enumerate(lines) if text in content]
-        assert int(line) <= len(lines) and text in lines[int(line) - 1], (
-            f"{page.name}: `{text}` is at {file} {found}; run python docs/relink.py"
-        )
+        assert len(found) == 1, f"{page.name}: `{text}` is on lines {found} of {file}: an anchor names one line"
+        assert found == [int(line)], f"{page.name}: `{text}` is at {file} line {found[0]}; run python docs/relink.py"
 
 
 def test_the_docs_refer_to_no_file_users_do_not_have():

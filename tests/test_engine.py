@@ -123,10 +123,7 @@ def test_evaluation_runs_every_episode_at_once_on_mpe2s_seeds():
 def test_evaluation_measures_whether_each_mover_ends_at_its_own_landmark(env_id):
     """The MADDPG paper's measure: at the last step, the mover's distance to its goal and whether its
     goal is the nearest landmark. Steering to the goal reaches it; steering to another landmark never does."""
-    import sys
-
-    sys.path.insert(0, "benchmark")
-    from reference_returns import communication_forces
+    from benchmark.reference_returns import communication_forces
 
     def steer_to(shift):
         def act(obs, state):

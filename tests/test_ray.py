@@ -1,26 +1,29 @@
-"""benchmark/run.py --backend ray, on a real local Ray started by each test; and --track offline."""
+"""python -m benchmark.run --backend ray, on a real local Ray started by each test; and --track offline."""
 
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-import ray_grid  # benchmark/ray_grid.py
-import run  # benchmark/run.py
-from conftest import TINY, run_script
+from conftest import TINY, run_module, run_script
+
+from benchmark import grid, ray_grid, run
 
 TRAIN = TINY[TINY.index("--learning-starts") :]  # TINY without its budget: the grid sets it
-DISTILL = ["--batch-size", "64", "--iters-per-batch", "2", "--eval-episodes", "2", "--eval-every", "300"]
+DISTILL = ["--batch-size", "64", "--iters-per-batch", "2", "--eval-episodes", "2", "--eval-frequency", "300"]
 
 
 def tiny_grid(seeds=(1, 2)):
     """Two methods (CTEDD: stage 1 and CTEDD-1; MADDPG-1), a few hundred steps each."""
-    return run.build_grid(["simple_spread"], list(seeds), [1], 600, TRAIN, TRAIN, DISTILL)
+    return grid.build_grid(
+        ["simple_spread"],
+        list(seeds),
+        grid.predefined_arms([1], ctedd_args=TRAIN, maddpg_args=TRAIN, distill_args=DISTILL),
+        600,
+    )
 
 
 def test_the_ray_backend_runs_the_grid_the_local_backend_runs(tmp_path, monkeypatch):
@@ -46,7 +49,7 @@ def test_the_ray_backend_runs_the_grid_the_local_backend_runs(tmp_path, monkeypa
 
 def test_a_distillation_waits_for_its_stage1_task_and_a_failed_stage1_skips_only_its_own(fake_scripts, monkeypatch):
     monkeypatch.setenv("FAIL", "ctedd_global.py:2")
-    jobs = run.build_grid(["simple_tag-scripted"], [1, 2], [1, 3], 5000, [], [], [])
+    jobs = grid.build_grid(["simple_tag-scripted"], [1, 2], grid.predefined_arms([1, 3]), 5000)
     assert ray_grid.run_grid(jobs, "runs", "logs", "results") == 3  # seed 2's stage 1 and its two distillations
     events = [line.split() for line in (fake_scripts / "events.txt").read_text().splitlines()]
     ends = {e[3]: float(e[5]) for e in events if e[0] == "end" and e[1] == "ctedd_global.py"}
@@ -76,9 +79,8 @@ def kill_once_checkpointed(workdir: Path, killed: list, stop: threading.Event) -
 
 def test_a_killed_run_is_retried_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    jobs = run.build_grid(
-        ["simple_push"], [1], [], 40_000, ["--checkpoint-frequency", "2000", *TRAIN], [], [], ["ctedd"]
-    )
+    arms = grid.predefined_arms([], ["ctedd"], ctedd_args=["--checkpoint-frequency", "2000", *TRAIN])
+    jobs = grid.build_grid(["simple_push"], [1], arms, 40_000)
     killed, stop = [], threading.Event()
     killer = threading.Thread(target=kill_once_checkpointed, args=(tmp_path, killed, stop))
     killer.start()
@@ -110,6 +112,5 @@ def test_track_logs_to_weights_and_biases_offline(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("runs_dir", ["elsewhere", "runs/inner"])
 def test_the_runs_directory_must_be_named_runs(runs_dir, tmp_path):
-    command = [sys.executable, str(Path(run.__file__)), "--runs-dir", runs_dir, "--workers", "1"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    result = run_module("benchmark.run", "--runs-dir", runs_dir, "--workers", "1", cwd=tmp_path)
     assert result.returncode != 0 and "--runs-dir must be a directory named runs" in result.stderr

@@ -7,8 +7,8 @@ curvature of Q_i in a_i it implies (for Q_i(mu + sigma eps) - Q_i(mu) ~ -c sigma
 mean is -2 c sigma^2; eq. (1) then balances at sigma^2 = alpha / (2 c)). With saved models, one evaluation
 episode: sigma per agent against the time step, next to the distance to the goal.
 
-    python benchmark/sigma.py --runs-dir runs --episode-figure docs/sigma_episode.png
-    python benchmark/sigma.py --results-dir benchmark/results --figure docs/sigma_training.png \
+    python -m benchmark.analysis.sigma --runs-dir runs --episode-figure docs/sigma_episode.png
+    python -m benchmark.analysis.sigma --results-dir benchmark/results --figure docs/sigma_training.png \
         --names ctedd_global_learned_reg ctedd_global_learned
 """
 
@@ -18,20 +18,16 @@ import argparse
 import glob
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from report import save  # noqa: E402  one way to write a figure, the report's
-
-from common.engine import make_envs  # noqa: E402
-from common.envs import EPISODE_LENGTH  # noqa: E402
-from common.utils import load_checkpoint  # noqa: E402
-from ctedd_global import GlobalPolicy  # noqa: E402
+from benchmark.report import save  # one way to write a figure, the report's
+from common.engine import make_envs
+from common.envs import EPISODE_LENGTH
+from common.utils import load_checkpoint
+from ctedd_global import GlobalPolicy
 
 SEED = 10_000
 

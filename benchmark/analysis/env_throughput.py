@@ -3,19 +3,16 @@
 mpe2 steps one world at a time (its parallel_env, silenced as in common.envs); the engine
 (common.engine.BatchedMPE) steps B worlds at once. Auto-resets every 25 steps are included.
 
-    python benchmark/env_throughput.py --steps 200000
+    python -m benchmark.analysis.env_throughput --steps 200000
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.engine import make_envs  # noqa: E402
-from common.envs import EPISODE_LENGTH, force_to_mpe_action, parse_task, silenced_parallel_env  # noqa: E402
+from common.engine import make_envs
+from common.envs import EPISODE_LENGTH, force_to_mpe_action, parse_task, silenced_parallel_env
 
 TASKS = [
     "simple_spread",

@@ -16,8 +16,8 @@ visits, then asks three questions, each with numbers:
    squashed; no baseline (eq. (1) as written). Where each puts sigma: its mean, its spread across states,
    the share at a bound, and the correlation of log sigma(s) with the oracle's across states.
 
-    python benchmark/omega_probe.py --run runs/simple_speaker_listener__diag_target0.3__0__* --write out.json
-    python benchmark/omega_probe.py --read benchmark/results/omega/probe.json   # the kept numbers, as tables
+    python -m benchmark.analysis.omega_probe --run runs/simple_speaker_listener__diag_target0.3__0__* --write out.json
+    python -m benchmark.analysis.omega_probe --read benchmark/results/omega/probe.json   # the kept numbers, as tables
 """
 
 from __future__ import annotations
@@ -27,23 +27,20 @@ import glob
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn, optim
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from common.engine import make_envs  # noqa: E402
-from common.envs import EPISODE_LENGTH  # noqa: E402
-from common.utils import load_checkpoint  # noqa: E402
-from ctedd_global import (  # noqa: E402
+from common.engine import make_envs
+from common.envs import EPISODE_LENGTH
+from common.layers import AgentLinear
+from common.utils import load_checkpoint
+from ctedd_global import (
     LOG_STD_MAX,
     LOG_STD_MIN,
-    AgentLinear,
-    Critics,
+    CentralizedQ,
     GlobalPolicy,
     omega_loss,
     squash_log_std,
@@ -61,7 +58,7 @@ VARIANTS = {  # name -> changes to the training defaults
 DEFAULTS = {"batch": 100, "lr": 1e-2, "clip_q": True, "squash": True, "baseline": True}
 
 
-def load_run(run_dir: str) -> tuple[dict, GlobalPolicy, Critics, float]:
+def load_run(run_dir: str) -> tuple[dict, GlobalPolicy, CentralizedQ, float]:
     """The saved model's args, policy and critics, and alpha at the end of training (result.json)."""
     models = glob.glob(os.path.join(run_dir, "*.cleanrl_model"))
     if len(models) != 1:
@@ -75,7 +72,7 @@ def load_run(run_dir: str) -> tuple[dict, GlobalPolicy, Critics, float]:
     envs = make_envs(args, 1)
     policy = GlobalPolicy(envs.num_agents, envs.state_dim, args["hidden_dim"])
     policy.load_state_dict(checkpoint["policy"])
-    critics = Critics(envs.num_agents, envs.state_dim, args["hidden_dim"])
+    critics = CentralizedQ(envs.num_agents, envs.state_dim, args["hidden_dim"])
     critics.load_state_dict(checkpoint["critics"])
     policy.requires_grad_(False)
     critics.requires_grad_(False)

@@ -13,25 +13,22 @@ same seeds; MADDPG-3 is taken from benchmark/results/tuned/. Every finished run'
 benchmark/results/hedge/{task}/, so the study continues where it stopped. --report prints the tables
 (mean ± std over seeds, P(X > Y) with 95% stratified-bootstrap intervals) and draws the figure.
 
-    python benchmark/hedge.py --tasks simple_speaker_listener simple_reference --workers 2
-    python benchmark/hedge.py --report docs/hedge.png
+    python -m benchmark.analysis.hedge --tasks simple_speaker_listener simple_reference --workers 2
+    python -m benchmark.analysis.hedge --report docs/hedge.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import report  # noqa: E402
-import run  # noqa: E402
+from benchmark import grid, report, run
+from common.utils import UsageError
 
-from common.utils import UsageError  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 RESULTS = ROOT / "benchmark" / "results" / "hedge"
 TUNED = ROOT / "benchmark" / "results" / "tuned"
@@ -51,12 +48,12 @@ GOAL_TASKS = ("simple_speaker_listener", "simple_reference")  # where counterfac
 BASELINE = {0: "maddpg_k0", 1: "maddpg_k1_differentiable", 3: "maddpg_k3_differentiable"}
 
 
-def jobs_for(tasks, seeds, bits, tuned: dict, variants=tuple(VARIANTS), dagger_bits=(0, 1, 3)) -> list[run.Job]:
+def jobs_for(tasks, seeds, bits, tuned: dict, variants=tuple(VARIANTS), dagger_bits=(0, 1, 3)) -> list[grid.Job]:
     jobs = []
     for seed in seeds:
         for task in tasks:
             teacher_flags = ["--total-timesteps", str(BUDGET), *tuned[task]["ctedd_global"]]
-            stage1 = run.Job("ctedd_global", "ctedd_global.py", task, seed, teacher_flags)
+            stage1 = grid.Job("ctedd_global", "ctedd_global.py", task, seed, teacher_flags)
             jobs.append(stage1)
             for name in variants:
                 _, flags, needs_goals = VARIANTS[name]
@@ -64,11 +61,10 @@ def jobs_for(tasks, seeds, bits, tuned: dict, variants=tuple(VARIANTS), dagger_b
                     continue
                 for k in [k for k in bits if "dagger" not in name or k in dagger_bits]:
                     args = ["--message-bits", str(k), *flags]
-                    jobs.append(run.Job(name, "ctedd_distill.py", task, seed, args, after=stage1))
+                    job = grid.Job(f"{name}_k{k}", "ctedd_distill.py", task, seed, args, after=stage1, exp_name=name)
+                    jobs.append(job)
             low_bits = [k for k in bits if k < 3]  # MADDPG-3 was run for the tuned comparison (results/tuned)
-            jobs += run.build_grid([task], [seed], low_bits, BUDGET, methods=("maddpg",), tuned=tuned)
-    for job in jobs:
-        job.scripts_dir = run.SCRIPTS_DIR
+            jobs += grid.build_grid([task], [seed], grid.predefined_arms(low_bits, ["maddpg"]), BUDGET, tuned)
     return jobs
 
 
@@ -182,7 +178,7 @@ def figure(tasks, bits, path: str) -> None:
 
 def listener_paths(path: str, runs_dir: str, seed: int = 1) -> None:
     """messages.py's listener-path figure: eq. (2), the relabellings and MADDPG-k at k = 0 and 1, one teacher."""
-    import messages
+    from benchmark.analysis import messages
 
     panels = {}
     for k, baseline in ((0, "maddpg_k0"), (1, "maddpg_k1_differentiable")):
@@ -214,13 +210,13 @@ if __name__ == "__main__":
             listener_paths(cli.paths, cli.runs_dir)
         raise SystemExit(0)
     try:
-        tuned = run.read_tuned(cli.tuned)
+        tuned = grid.read_tuned(cli.tuned)
         missing = [task for task in cli.tasks if task not in tuned]
         if missing:
-            raise UsageError(f"no tuned settings for {', '.join(missing)} in {cli.tuned} (benchmark/tune.py)")
-        grid = jobs_for(cli.tasks, cli.seeds, cli.bits, tuned, cli.variants, cli.dagger_bits)
-        failed = run.run_grid(grid, cli.workers, cli.runs_dir, "benchmark/logs", str(RESULTS))
+            raise UsageError(f"no tuned settings for {', '.join(missing)} in {cli.tuned} (python -m benchmark.tune)")
+        jobs = jobs_for(cli.tasks, cli.seeds, cli.bits, tuned, cli.variants, cli.dagger_bits)
+        failed = run.run_grid(jobs, cli.workers, cli.runs_dir, "benchmark/logs", str(RESULTS))
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
-    print(f"{len(grid)} runs, {failed} failed")
+    print(f"{len(jobs)} runs, {failed} failed")
     raise SystemExit(1 if failed else 0)

@@ -7,7 +7,7 @@ the goal agent i sees (the landmark the *other* agent must reach). The plug-in m
 I(goal; message) in bits is at most log2 3 = 1.58 (3 goals) and at most k. Writes
 benchmark/results/messages.json and, with --paths, a figure of the listener's path for each goal.
 
-    python benchmark/messages.py --runs-dir runs --paths docs/benchmark_listener_paths.png
+    python -m benchmark.analysis.messages --runs-dir runs --paths docs/benchmark_listener_paths.png
 """
 
 from __future__ import annotations
@@ -16,22 +16,19 @@ import argparse
 import glob
 import json
 import os
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from report import save  # noqa: E402  one way to write a figure, the report's
+from benchmark.report import save  # one way to write a figure, the report's
+from common.engine import BatchedMPE, make_envs
+from common.envs import EPISODE_LENGTH
+from common.utils import load_checkpoint
+from maddpg import LocalPolicies  # the student of ctedd_distill.py is the same class
 
-from common.engine import BatchedMPE, make_envs  # noqa: E402
-from common.envs import EPISODE_LENGTH  # noqa: E402
-from common.utils import load_checkpoint  # noqa: E402
-from maddpg import LocalPolicies  # noqa: E402  the student of ctedd_distill.py is the same class
-
+ROOT = Path(__file__).resolve().parents[2]
 TASKS = ("simple_speaker_listener", "simple_reference")
 SENDERS = {  # run name -> (method label, k)
     "ctedd_distill__k1": ("CTEDD-1", 1),

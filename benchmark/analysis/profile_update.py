@@ -18,9 +18,9 @@ matmul measured in the same process. The scripts are not changed: the marks are 
 `ReplayBuffer.sample`, `torch.nn.utils.clip_grad_norm_`, the script's `soft_update` and
 `multiples_in` (the loop's checks around the updates), which the loop calls by name.
 
-    python benchmark/profile_update.py                        # this checkout, env simple_spread
-    python benchmark/profile_update.py --compare /tmp/old     # side by side with another checkout
-    python benchmark/profile_update.py --json out.json        # also keep the numbers
+    python -m benchmark.analysis.profile_update                        # this checkout, env simple_spread
+    python -m benchmark.analysis.profile_update --compare /tmp/old     # side by side with another checkout
+    python -m benchmark.analysis.profile_update --json out.json        # also keep the numbers
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {  # label: (script, extra arguments)
     "MADDPG-0": ("maddpg.py", []),
     "MADDPG-3": ("maddpg.py", ["--message-bits", "3"]),
@@ -124,10 +124,10 @@ def worker(
     script: str, extra: list[str], iterations: int, warmup: int, env_id: str, times_only: bool, root: Path
 ) -> dict:
     """The script of checkout `root`: run its main without the profiler (the times), then unless
-    `times_only` twice with it (the split, the FLOPs), and cut out its learning iterations."""
+    `times_only` twice with it (the split, the FLOPs), and cut out its learning iterations. The script
+    imports `common` from sys.path: `root` must be on it (run_worker puts it on PYTHONPATH)."""
     import torch
 
-    sys.path.insert(0, str(root))
     spec = importlib.util.spec_from_file_location("profiled_script", root / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -256,10 +256,12 @@ def split_iterations(events, spans: list, sample_marks: list) -> dict:
 
 def run_worker(tree: Path, label: str, args) -> dict:
     script, extra = CONFIGS[label]
+    # this file as a script, in `tree` with `tree` on the path: the script and `common` are that checkout's
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", label]
     command += ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--env-id", args.env_id]
     command += ["--times-only"] if args.times_only else []
-    done = subprocess.run(command, cwd=tree, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"error: profiling {label} in {tree} failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

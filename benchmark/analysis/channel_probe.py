@@ -20,8 +20,8 @@ The script is not changed: the probe wraps `make_policy` (to find the policy), `
 (the batch) and `clip_grad_norm_` (the gradients), and restores them afterwards. Writes one JSON per
 run under benchmark/results/channel/ and, with --figure, the four signals over training per run.
 
-    python benchmark/channel_probe.py --seeds 1 2 3 --learning-rate 1e-2 --total-timesteps 500000
-    python benchmark/channel_probe.py --figure docs/channel_probe.png     # the figure from the kept runs
+    python -m benchmark.analysis.channel_probe --seeds 1 2 3 --learning-rate 1e-2 --total-timesteps 500000
+    python -m benchmark.analysis.channel_probe --figure docs/channel_probe.png     # the figure from the kept runs
 """
 
 from __future__ import annotations
@@ -39,14 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from report import save  # noqa: E402  one way to write a figure, the report's
+import maddpg
+from benchmark.report import save  # one way to write a figure, the report's
+from common.buffer import ReplayBuffer
+from common.utils import atomic_write
 
-import maddpg  # noqa: E402
-from common.buffer import ReplayBuffer  # noqa: E402
-from common.utils import atomic_write  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmark" / "results" / "channel"
 # Benchmark v2's settings, the scripts' defaults before the tuning, but the actors' learning rate (--learning-rate)
 V2_SETTINGS = ["--critic-learning-rate", "0.01", "--tau", "0.01", "--train-frequency", "100", "--batch-size", "1024"]
