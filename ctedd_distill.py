@@ -362,19 +362,21 @@ def main(args: Args) -> dict:
         evaluations.append((env_step, result))
         print(f"DAgger, {new_samples} new env steps: loss {loss.item():.4f}, eval return {result['sum']:.2f}")
 
-    minutes, kept = (time.time() - start_time) / 60, teacher_fraction(result)
+    minutes, kept_fraction = (time.time() - start_time) / 60, teacher_fraction(result)
     writer.add_scalar("charts/distill_minutes", minutes, rb.num_added)
     settings = {**vars(args), **{key: stage1.get(key) for key in TASK_SETTINGS}}
-    extra = dict(teacher=teacher_result, random=random_result, kept=kept, losses=losses, stage2_env_steps=new_samples)
+    extra = dict(
+        teacher=teacher_result, random=random_result, kept=kept_fraction, losses=losses, stage2_env_steps=new_samples
+    )
     runs.save_result(f"runs/{run_name}", settings, evaluations, {"distill": 60 * minutes}, start_time, **extra)
     print(f"final eval: {describe_episode(result)} | teacher {teacher_result['sum']:.2f} | {minutes:.1f} min")
-    print(f"the local policies kept {kept:.3f} of the teacher's return above random actions")
+    print(f"the local policies kept {kept_fraction:.3f} of the teacher's return above random actions")
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
         save_checkpoint(model_path, {"args": settings, "policy": student.state_dict()})
         print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
     runs.end_run(writer, args)
-    return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept}
+    return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept_fraction}
 
 
 if __name__ == "__main__":

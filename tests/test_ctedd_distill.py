@@ -340,3 +340,13 @@ def test_the_critic_target_reaches_the_speaker_through_the_bits():
     ctedd_distill.student_loss(student, obs, states, targets, BowlCritic(best), 1.0).backward()
     speaker_gradient = sum(p.grad[0].abs().sum() for p in student.message_net.parameters())
     assert speaker_gradient > 0  # the speaker's message net learns from the listener's Q through the channel
+
+
+def test_the_student_is_maddpgs_local_policy_letter_for_letter():
+    """The two scripts each carry the channel and the local policy (self-contained); they must not drift."""
+    import inspect
+
+    import maddpg
+
+    for name in ("StraightThroughSign", "LocalPolicies"):
+        assert inspect.getsource(getattr(ctedd_distill, name)) == inspect.getsource(getattr(maddpg, name)), name
