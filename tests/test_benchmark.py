@@ -590,3 +590,15 @@ def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
     references = report.load_references()["simple_speaker_listener"]
     fall = (-12.0 - -15.5) / (references["full information"] - references["random"])  # seed 5 falls furthest
     assert float(row[5]) == pytest.approx(fall, abs=1e-3) and row[6] == "60%" and (tmp_path / "c.png").is_file()
+
+
+def test_the_goal_table_reports_reach_rate_and_distance_per_arm_over_seeds(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    for seed, reached in ((1, 0.8), (2, 0.6)):  # the listener reached its goal in 80% and 60% of the episodes
+        path = results_dir / "simple_speaker_listener" / f"ctedd_global__{seed}.json"
+        result = json.loads(path.read_text())
+        result["final"].update(goal_reached={"listener_0": reached}, goal_distance={"listener_0": 0.1 * seed})
+        path.write_text(json.dumps(result))
+    table = report.goal_table(report.load_results(results_dir))
+    assert "| simple_speaker_listener | CTEDD-G | 2 | 70% ± 10 | 0.150 ± 0.050 |" in table
+    assert "MADDPG-0" not in table  # no goal measures in its results
