@@ -152,6 +152,7 @@ def figure(tasks, bits, path: str) -> None:
         columns = [(VARIANTS[n][0], lambda k, n=n: f"{n}_k{k}") for n in names]
         columns.append(("tuned MADDPG-k (diff.)", lambda k: BASELINE[k]))
         width = 0.8 / len(columns)
+        lowest = references[task]["random"] * 0.75  # the axis reaches below every seed's return
         for c, (label, key) in enumerate(columns):
             for position, k in enumerate(bits):
                 runs = found.get(key(k), {})
@@ -159,6 +160,7 @@ def figure(tasks, bits, path: str) -> None:
                     continue
                 x = position + (c - (len(columns) - 1) / 2) * width
                 values = finals(runs)
+                lowest = min(lowest, values.min() - 2)
                 ax.bar(x, values.mean(), width * 0.9, color=colours[c], label=label if position == 0 else None)
                 ax.scatter(np.full(len(values), x), values, s=8, color="black", zorder=3)
         for name, style in (("no message", ":"), ("full information", "--")):
@@ -170,7 +172,7 @@ def figure(tasks, bits, path: str) -> None:
         ax.set_xticks(range(len(bits)), [f"k = {k}" for k in bits])
         ax.set_title(task)
         ax.set_ylabel("final return (100 episodes), seeds 1-5")
-        ax.set_ylim(references[task]["random"] * 0.75, references[task]["full information"] * 0.5)
+        ax.set_ylim(lowest, references[task]["full information"] * 0.5)
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     report.save(fig, path)
