@@ -210,8 +210,13 @@ def improvement(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float, np.ndar
     return float(point["x,y"]), interval["x,y"].ravel()
 
 
-def verdict(interval) -> str:
+MIN_SEEDS = 5  # a verdict needs at least this many seeds common to both arms; fewer get the P and no verdict
+
+
+def verdict(interval, seeds: int = MIN_SEEDS) -> str:
     low, high = interval
+    if seeds < MIN_SEEDS:
+        return f"too few seeds ({seeds})"
     return "holds" if low > 0.5 else "does not hold" if high < 0.5 else "cannot tell"
 
 
@@ -290,7 +295,7 @@ def claims_table(results, references, reps: int, claims=CLAIMS) -> tuple[str, di
             found[scope, x, y, measure] = (p, interval)
             lines.append(
                 f"| {claim_label(results, x, y, measure)} | {scope} | {len(seeds)} x {len(tasks)} "
-                f"| {p:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] | {verdict(interval)} |"
+                f"| {p:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] | {verdict(interval, len(seeds))} |"
             )
     return "\n".join(lines), found
 
@@ -299,13 +304,16 @@ def claims_summary(results, found: dict, claims=CLAIMS) -> str:
     """One row per claim with results, one column per group and task: P(X > Y) [95% CI] and the verdict's sign."""
     mark = {"holds": "✓", "does not hold": "✗", "cannot tell": "?"}
     scopes = [s for s in [*GROUPS, *TASKS] if any(key[0] == s for key in found)]
+    tasks_of = {**GROUPS, **{task: (task,) for task in TASKS}}
     lines = ["| claim | " + " | ".join(scopes) + " |", "|---" * (len(scopes) + 1) + "|"]
     for claim in [c for c in claims if any((scope, *c) in found for scope in scopes)]:
         cells = []
         for scope in scopes:
             if (scope, *claim) in found:
                 p, (low, high) = found[(scope, *claim)]
-                cells.append(f"{mark[verdict((low, high))]} {p:.2f} [{low:.2f}, {high:.2f}]")
+                seeds = len(common_seeds(results, tasks_of[scope], claim[:2]))
+                sign = mark.get(verdict((low, high), seeds), f"· ({seeds} seeds)")
+                cells.append(f"{sign} {p:.2f} [{low:.2f}, {high:.2f}]")
             else:
                 cells.append("")
         lines.append(f"| {claim_label(results, *claim)} | " + " | ".join(cells) + " |")
@@ -530,7 +538,10 @@ if __name__ == "__main__":
     text, improvements = claims_table(found_results, refs, cli.reps, claims)
     print("\n## The claims\n\n" + text)
     summary = claims_summary(found_results, improvements, claims)
-    print("\n## The claims at a glance (✓ holds, ✗ does not hold, ? cannot tell)\n\n" + summary)
+    print(
+        "\n## The claims at a glance (✓ holds, ✗ does not hold, ? cannot tell, · no verdict: fewer than 5 seeds)\n\n"
+        + summary
+    )
     print(
         "\n## eq. (2)'s loss at the end of the distillation (mean ± std over seeds)\n\n"
         + distillation_table(found_results)

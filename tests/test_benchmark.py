@@ -237,6 +237,7 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     p, ci = claims["channel tasks", "ctedd_distill_k0", "maddpg_k0", "final"]
     assert 0.0 <= ci[0] <= p <= ci[1] <= 1.0 and report.verdict(ci) == "cannot tell"  # the same level
     assert report.verdict((0.6, 0.9)) == "holds" and report.verdict((0.1, 0.4)) == "does not hold"
+    assert report.verdict((0.6, 0.9), seeds=2) == "too few seeds (2)"  # no verdict below 5 seeds
     assert "CTEDD-0 > MADDPG-0" in text
     p, ci = claims["simple_reference", "ctedd_global", "maddpg_k0", "curve"]  # one task alone, whole curve
     assert p == 1.0 and report.verdict(ci) == "holds"
