@@ -1,4 +1,4 @@
-"""Benchmark v2: the paper's claims tested with rliable statistics, from benchmark/results.
+"""The benchmark report: the paper's claims tested with rliable statistics, from benchmark/results.
 
 Reads each run's result.json kept by the grid, python -m benchmark.run
 (benchmark/results/{task}/{name}__{seed}.json), and the hand-written references
@@ -366,7 +366,8 @@ def plot_curves(results, references, path: str) -> None:
 
     tasks = [t for t in TASKS if t in results]
     distilled = distillations(results)
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9), squeeze=False)
+    rows = -(-len(tasks) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(16, 4.5 * rows + 0.6), squeeze=False)
     rng = np.random.default_rng(0)
     for ax, task in zip(axes.ravel(), tasks):
         for method in arms_of(results):
@@ -376,8 +377,15 @@ def plot_curves(results, references, path: str) -> None:
             label, colour, line = style(results, method)
             if method in distilled:
                 finals = np.array([r["final"]["sum"] for r in runs.values()])
+                end = max(max(s for s, _ in r["curve"]) if r.get("curve") else 0 for r in runs.values())
+                budget = max(
+                    max(s for s, _ in r["curve"])
+                    for arm in results[task].values()
+                    for r in arm.values()
+                    if r.get("curve")
+                )
                 ax.errorbar(
-                    1.02e6 + 1.5e4 * distilled.index(method),
+                    max(end, budget) + 0.015 * budget * (1 + distilled.index(method)),
                     finals.mean(),
                     yerr=finals.std(),
                     fmt="o",
@@ -412,7 +420,7 @@ def plot_curves(results, references, path: str) -> None:
         ax.set_axis_off()
     handles = {h.get_label().split(" (n=")[0]: h for ax in axes.ravel() for h in ax.get_legend_handles_labels()[0]}
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=6, fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.16 / rows, 1, 1))
     save(fig, path)
 
 
@@ -439,35 +447,47 @@ def plot_aggregate(results, found: dict, path: str) -> None:
     save(fig, path)
 
 
+TASK_MARKS = dict(zip(TASKS, zip(("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d"), "osD^vP")))
+
+
 def plot_improvement(results, found: dict, path: str, claims=CLAIMS) -> None:
+    """P(X > Y) with its 95% interval for every claim with results: pooled over each group's tasks (left;
+    a claim needs its arms on every task of the group) and on each task alone (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = list(GROUPS)
-    claims = [c for c in claims if any((g, *c) in found for g in groups)]
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(claims) + 1.5))
-    for shift, group, colour in zip((-0.15, 0.15), groups, ("#08519c", "#969696")):
-        rows = [(row, claim) for row, claim in enumerate(claims) if (group, *claim) in found]
-        for row, claim in rows:
-            p, (low, high) = found[(group, *claim)]
-            ax.errorbar(
-                p,
-                row + shift,
-                xerr=[[p - low], [high - p]],
-                fmt="o",
-                color=colour,
-                capsize=3,
-                label=group if row == rows[0][0] else None,
-            )
-    ax.set_yticks(range(len(claims)), [claim_label(results, *claim) for claim in claims])
-    ax.set_ylim(len(claims) - 0.5, -0.5)
-    ax.axvline(0.5, color="black", lw=1)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("P(X > Y), probability of improvement, 95% CI")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
-    ax.grid(axis="x", alpha=0.3)
+    claims = [c for c in claims if any(key[1:] == c for key in found)]
+    panels = {"pooled over the group's tasks": dict(zip(GROUPS, (("#08519c", "o"), ("#969696", "s"))))}
+    panels["on each task"] = {task: TASK_MARKS[task] for task in TASKS if any(key[0] == task for key in found)}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 0.45 * len(claims) + 1.8), sharey=True, squeeze=False)
+    for ax, (title, scopes) in zip(axes[0], panels.items()):
+        shifts = np.linspace(-0.3, 0.3, len(scopes)) if len(scopes) > 1 else [0.0]
+        for shift, (scope, (colour, marker)) in zip(shifts, scopes.items()):
+            rows = [(row, claim) for row, claim in enumerate(claims) if (scope, *claim) in found]
+            for row, claim in rows:
+                p, (low, high) = found[(scope, *claim)]
+                ax.errorbar(
+                    p,
+                    row + shift,
+                    xerr=[[p - low], [high - p]],
+                    fmt=marker,
+                    color=colour,
+                    capsize=2,
+                    ms=4,
+                    label=scope if row == rows[0][0] else None,
+                )
+        ax.axvline(0.5, color="black", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("P(X > Y), probability of improvement, 95% CI")
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.04), ncol=3, fontsize=8, frameon=False)
+        ax.grid(axis="x", alpha=0.3)
+        for row in range(1, len(claims)):
+            ax.axhline(row - 0.5, color="#dddddd", lw=0.5)
+    axes[0, 0].set_yticks(range(len(claims)), [claim_label(results, *claim) for claim in claims])
+    axes[0, 0].set_ylim(len(claims) - 0.5, -0.5)
     fig.tight_layout()
     save(fig, path)
 
@@ -521,6 +541,7 @@ if __name__ == "__main__":
     parser.add_argument("--figures", default=None, help="write the figures into this directory")
     parser.add_argument("--prefix", default="benchmark", help="the figures' file names: {prefix}_curves.png, ...")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--title", default=None, help="the report's first line, a Markdown heading")
     parser.add_argument("--claim", action="append", default=[], help="X>Y or X>Y:curve, X and Y arms (repeatable)")
     cli = parser.parse_args()
     found_results = load_results(cli.results_dir)
@@ -532,6 +553,8 @@ if __name__ == "__main__":
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
     claims = CLAIMS + [claim for claim in added if claim not in CLAIMS]
+    if cli.title:
+        print(f"# {cli.title}\n")
     print("## Final scores per task\n\n" + final_table(found_results, refs, cli.reps))
     text, aggregates = aggregate_table(found_results, refs, cli.reps)
     print("\n## Across tasks\n\n" + text)

@@ -1,3 +1,4 @@
+import glob
 import json
 import math
 import shutil
@@ -335,13 +336,23 @@ def test_the_message_analysis_reads_saved_policies(in_tmp):
                 num_envs=4,
             )
         )
-    report_ = messages.analyse("runs", episodes=30)
+    report_ = messages.analyse(messages.senders_by_name("runs"), episodes=30)
     entries = report_["simple_speaker_listener"]
     assert set(entries) == {"MADDPG-1 (diff.)", "MADDPG-1 (reinf.)"}
     for entry in entries.values():
         (seed_entry,) = entry["seeds"].values()
         assert 0.0 <= seed_entry["mutual_information"] <= 1.0 + 1e-9  # one bit carries at most one bit
         assert sum(sum(c.values()) for c in seed_entry["messages"].values()) == 30 * 25  # every step of every episode
+    # a results tree keeps one of the two runs: only that run is analysed, found by its result.json
+    task_dir = Path("kept") / "simple_speaker_listener"
+    task_dir.mkdir(parents=True)
+    (run,) = glob.glob("runs/*maddpg_k1_reinforced*")
+    shutil.copyfile(Path(run) / "result.json", task_dir / "maddpg_k1_reinforced__1.json")
+    other = {**json.loads((Path(run) / "result.json").read_text()), "exp_name": "maddpg_k1_differentiable"}
+    (task_dir / "maddpg_k1_differentiable__1.json").write_text(json.dumps(other))  # no run has it: named, skipped
+    chosen = messages.senders_of_results("kept", ["runs"])
+    assert chosen["simple_speaker_listener"]["MADDPG-1 (reinf.)"] == (1, {1: glob.glob(f"{run}/*.cleanrl_model")[0]})
+    assert chosen["simple_speaker_listener"]["MADDPG-1 (diff.)"] == (1, {})
 
 
 def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):

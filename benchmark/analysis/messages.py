@@ -7,7 +7,13 @@ the goal agent i sees (the landmark the *other* agent must reach). The plug-in m
 I(goal; message) in bits is at most log2 3 = 1.58 (3 goals) and at most k. Writes
 benchmark/results/messages.json and, with --paths, a figure of the listener's path for each goal.
 
+With --results-dir, exactly the runs a results tree keeps (Benchmark v3's, say), every arm that sends
+bits under its report label: each kept result is matched to the run directory, under any of the
+--runs-dir folders, whose result.json is the same file.
+
     python -m benchmark.analysis.messages --runs-dir runs --paths docs/benchmark_listener_paths.png
+    python -m benchmark.analysis.messages --results-dir benchmark/results/v3 --runs-dir runs ../exp/runs \
+        --write benchmark/results/v3/messages.json
 """
 
 from __future__ import annotations
@@ -100,13 +106,51 @@ def find_models(runs_dir: str, task: str, name: str) -> dict[int, str]:
     return found
 
 
-def analyse(runs_dir: str, episodes: int) -> dict:
-    report = defaultdict(dict)
+def senders_by_name(runs_dir: str) -> dict:
+    """task -> method label -> (k, seed -> model file): the grid's run names under `runs_dir`."""
+    return {
+        task: {label: (k, find_models(runs_dir, task, name)) for name, (label, k) in SENDERS.items()} for task in TASKS
+    }
+
+
+def senders_of_results(results_dir: str, runs_dirs: list[str]) -> dict:
+    """task -> method label -> (k, seed -> model file) for the kept results of `results_dir` that send bits,
+    each found as the run (under `runs_dirs`) whose result.json has the same bytes. A kept result whose run
+    is not there is named and skipped."""
+    from benchmark.report import load_results, style
+
+    runs = {}
+    for runs_dir in runs_dirs:
+        for result in glob.glob(os.path.join(runs_dir, "*", "result.json")):
+            models = glob.glob(os.path.join(os.path.dirname(result), "*.cleanrl_model"))
+            if models:
+                runs[Path(result).read_bytes()] = models[0]
+    results = load_results(Path(results_dir))
+    found = defaultdict(dict)
     for task in TASKS:
+        for arm, seeds in results.get(task, {}).items():
+            k = next(iter(seeds.values()))["args"].get("message_bits", 0)
+            if not k:
+                continue
+            models = {}
+            for seed in seeds:
+                kept = Path(results_dir, task, f"{arm}__{seed}.json").read_bytes()
+                if kept in runs:
+                    models[seed] = runs[kept]
+                else:
+                    print(f"no run with the kept result {task}/{arm}__{seed}.json under {', '.join(runs_dirs)}")
+            found[task][style(results, arm)[0]] = (k, models)
+    return found
+
+
+def analyse(senders: dict, episodes: int) -> dict:
+    """senders: task -> method label -> (k, seed -> model file)."""
+    report = defaultdict(dict)
+    for task, methods in senders.items():
         envs = make_envs({"env_id": task}, episodes)
-        for name, (label, k) in SENDERS.items():
+        for label, (k, models) in methods.items():
             per_seed = {}
-            for seed, path in find_models(runs_dir, task, name).items():
+            for seed, path in sorted(models.items()):
                 bits, goals, _ = rollout(load_policy(path, envs), envs, [SEED + i for i in range(episodes)])
                 pairs = goal_message_pairs(task, bits, goals)
                 table = defaultdict(Counter)
@@ -187,16 +231,21 @@ def plot_listener_paths(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--runs-dir", nargs="+", default=["runs"])
+    parser.add_argument("--results-dir", default=None, help="analyse the runs this results tree keeps")
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--write", default=str(ROOT / "benchmark" / "results" / "messages.json"))
     parser.add_argument("--paths", default=None, help="write the listener-path figure to this PNG")
     parser.add_argument("--paths-seed", type=int, default=1, help="the training seed whose policies the figure shows")
     cli = parser.parse_args()
-    result = analyse(cli.runs_dir, cli.episodes)
+    if cli.results_dir:
+        chosen = senders_of_results(cli.results_dir, cli.runs_dir)
+    else:
+        chosen = senders_by_name(cli.runs_dir[0])
+    result = analyse(chosen, cli.episodes)
     if not result:
-        raise SystemExit(f"error: no saved local policy of {', '.join(TASKS)} under {cli.runs_dir}")
+        raise SystemExit(f"error: no saved local policy of {', '.join(TASKS)} under {' '.join(cli.runs_dir)}")
     Path(cli.write).write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)
     if cli.paths:
-        plot_listener_paths(cli.runs_dir, cli.paths_seed, SEED, cli.paths)
+        plot_listener_paths(cli.runs_dir[0], cli.paths_seed, SEED, cli.paths)
