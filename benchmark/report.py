@@ -356,6 +356,18 @@ def goal_table(results) -> str:
     return "\n".join(lines)
 
 
+def run_time_table(results) -> str:
+    """The kept runs and their run time (each run's own minutes, one thread) per task and in all."""
+    lines = ["| task | runs | run time, hours |", "|---|---|---|"]
+    total_runs, total_minutes = 0, 0.0
+    for task in [t for t in TASKS if t in results]:
+        minutes = [r.get("minutes", 0.0) for runs in results[task].values() for r in runs.values()]
+        total_runs, total_minutes = total_runs + len(minutes), total_minutes + sum(minutes)
+        lines.append(f"| {task} | {len(minutes)} | {sum(minutes) / 60:.1f} |")
+    lines.append(f"| all | {total_runs} | {total_minutes / 60:.1f} |")
+    return "\n".join(lines)
+
+
 def plot_curves(results, references, path: str) -> None:
     """One panel per task, the paper's Figure 3: return against env steps, mean over seeds with a
     95% bootstrap band; distilled policies (CTEDD-k, from the final teacher) as points at the end."""
@@ -573,6 +585,7 @@ if __name__ == "__main__":
         "\n## Reaching the goal, final evaluation (Lowe et al. 2017, Table 1, as commonly cited: 84.0% for MADDPG,"
         " 32.0% for DDPG on cooperative communication)\n\n" + goal_table(found_results)
     )
+    print("\n## Run time\n\n" + run_time_table(found_results))
     if cli.figures:
         plot_curves(found_results, refs, f"{cli.figures}/{cli.prefix}_curves.png")
         plot_aggregate(found_results, aggregates, f"{cli.figures}/{cli.prefix}_aggregate.png")

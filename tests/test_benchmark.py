@@ -614,3 +614,15 @@ def test_the_goal_table_reports_reach_rate_and_distance_per_arm_over_seeds(tmp_p
     table = report.goal_table(report.load_results(results_dir))
     assert "| simple_speaker_listener | CTEDD-G | 2 | 70% ± 10 | 0.150 ± 0.050 |" in table
     assert "MADDPG-0" not in table  # no goal measures in its results
+
+
+def test_the_run_time_table_sums_the_kept_runs_minutes(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    results = report.load_results(results_dir)
+    for runs in results["simple_reference"].values():
+        for result in runs.values():
+            result["minutes"] = 6.0  # every run on reference took 6 minutes
+    count = sum(len(runs) for runs in results["simple_reference"].values())
+    table = report.run_time_table(results)
+    assert f"| simple_reference | {count} | {count * 6 / 60:.1f} |" in table
+    assert table.splitlines()[-1].startswith(f"| all | {sum(len(r) for t in results.values() for r in t.values())} |")
