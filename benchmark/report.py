@@ -90,6 +90,15 @@ CLAIMS = [
     ("ctedd_distill_cf_critic_k3", "maddpg_k3_reinforced", "final"),
     ("ctedd_distill_dagger_k0", "ctedd_distill_k0", "final"),
     ("ctedd_distill_dagger_k3", "ctedd_distill_k3", "final"),
+    ("ctedd_distill_dagger_k0", "maddpg_k0", "final"),
+    ("ctedd_distill_dagger_k3", "maddpg_k3_differentiable", "final"),
+    ("ctedd_distill_dagger_k3", "maddpg_k3_reinforced", "final"),
+    # issue #25: the paper's ordering with the best relabelling of issue #22
+    ("ctedd_global", "ctedd_distill_cf_critic_k3", "final"),
+    ("ctedd_distill_cf_critic_k3", "ctedd_distill_cf_critic_k1", "final"),
+    ("ctedd_distill_cf_critic_k1", "ctedd_distill_cf_critic_k0", "final"),
+    ("ctedd_global", "ctedd_distill_dagger_k3", "final"),
+    ("ctedd_distill_dagger_k3", "ctedd_distill_dagger_k0", "final"),
     # issue #14: what omega_i's learned exploration is worth against the best fixed sigma (same tuning budget)
     ("ctedd_global_learned_reg", "ctedd_global_fixed", "final"),
     ("ctedd_global_learned_reg", "ctedd_global_fixed", "curve"),
@@ -356,6 +365,24 @@ def goal_table(results) -> str:
     return "\n".join(lines)
 
 
+def messages_table(report: dict) -> str:
+    """What the bits say (benchmark.analysis.messages): I(goal; message) per seed and the usual message per goal."""
+    lines = [
+        "| task | method | k | I(goal; message), bits, per seed | mean | most frequent message per goal (first seed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, methods in report.items():
+        for label, entry in methods.items():
+            if not entry["seeds"]:
+                continue
+            values = [s["mutual_information"] for s in entry["seeds"].values()]
+            first = entry["seeds"][min(entry["seeds"], key=int)]["messages"]
+            usual = ", ".join(f"goal {g}: {max(c, key=c.get)}" for g, c in first.items())
+            cells = ", ".join(f"{v:.2f}" for v in values)
+            lines.append(f"| {task} | {label} | {entry['k']} | {cells} | {np.mean(values):.2f} | {usual} |")
+    return "\n".join(lines)
+
+
 def run_time_table(results) -> str:
     """The kept runs and their run time (each run's own minutes, one thread) per task and in all."""
     lines = ["| task | runs | run time, hours |", "|---|---|---|"]
@@ -585,10 +612,26 @@ if __name__ == "__main__":
         "\n## Reaching the goal, final evaluation (Lowe et al. 2017, Table 1, as commonly cited: 84.0% for MADDPG,"
         " 32.0% for DDPG on cooperative communication)\n\n" + goal_table(found_results)
     )
+    messages_file = Path(cli.results_dir) / "messages.json"
+    if messages_file.is_file():
+        print(
+            "\n## What the bits say: I(goal; message) of each sender, 1000 evaluation episodes per run"
+            " (at most log2 3 = 1.58 bits and at most k; python -m benchmark.analysis.messages)\n\n"
+            + messages_table(json.loads(messages_file.read_text()))
+        )
     print("\n## Run time\n\n" + run_time_table(found_results))
     if cli.figures:
         plot_curves(found_results, refs, f"{cli.figures}/{cli.prefix}_curves.png")
         plot_aggregate(found_results, aggregates, f"{cli.figures}/{cli.prefix}_aggregate.png")
         plot_improvement(found_results, improvements, f"{cli.figures}/{cli.prefix}_improvement.png", claims)
         plot_efficiency(found_results, refs, f"{cli.figures}/{cli.prefix}_efficiency.png", cli.reps)
-        print(f"\nfigures written to {cli.figures}/{cli.prefix}_*.png")
+        print(
+            f"\n## Figures\n\nLearning curves, mean over seeds with a 95% bootstrap band; distilled policies as points"
+            " (mean ± std over seeds) past the end of the budget, each at its stage-1 budget plus the env steps of its"
+            " own stage 2 (eq. (2): none; DAgger: its rounds' steps). Their labels come from the final"
+            " teacher, so the whole-curve claims compare stage-1 learners only.\n\n"
+            f"![learning curves]({cli.prefix}_curves.png)\n\n"
+            f"![aggregate]({cli.prefix}_aggregate.png)\n\n![probability of improvement]({cli.prefix}_improvement.png)"
+            f"\n\n![sample efficiency]({cli.prefix}_efficiency.png)\n\n"
+            f"(figures written to {cli.figures}/{cli.prefix}_*.png)"
+        )

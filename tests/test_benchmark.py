@@ -343,6 +343,9 @@ def test_the_message_analysis_reads_saved_policies(in_tmp):
         (seed_entry,) = entry["seeds"].values()
         assert 0.0 <= seed_entry["mutual_information"] <= 1.0 + 1e-9  # one bit carries at most one bit
         assert sum(sum(c.values()) for c in seed_entry["messages"].values()) == 30 * 25  # every step of every episode
+    table = report.messages_table(json.loads(json.dumps(report_)))  # as the report reads it back from messages.json
+    mi = entries["MADDPG-1 (diff.)"]["seeds"][1]["mutual_information"]
+    assert f"| simple_speaker_listener | MADDPG-1 (diff.) | 1 | {mi:.2f} | {mi:.2f} | goal 0: " in table
     # a results tree keeps one of the two runs: only that run is analysed, found by its result.json
     task_dir = Path("kept") / "simple_speaker_listener"
     task_dir.mkdir(parents=True)

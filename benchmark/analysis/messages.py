@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.report import save  # one way to write a figure, the report's
+from benchmark.report import messages_table, save  # the report's table and its way to write a figure
 from common.engine import BatchedMPE, make_envs
 from common.envs import EPISODE_LENGTH
 from common.utils import load_checkpoint
@@ -165,18 +165,6 @@ def analyse(senders: dict, episodes: int) -> dict:
     return report
 
 
-def print_table(report: dict) -> None:
-    print("| task | method | k | I(goal; message), bits, per seed | mean | most frequent message per goal (seed 1) |")
-    print("|---|---|---|---|---|---|")
-    for task, methods in report.items():
-        for label, entry in methods.items():
-            values = [s["mutual_information"] for s in entry["seeds"].values()]
-            first = entry["seeds"][min(entry["seeds"])]["messages"]
-            usual = ", ".join(f"goal {g}: {max(c, key=c.get)}" for g, c in first.items())
-            cells = ", ".join(f"{v:.2f}" for v in values)
-            print(f"| {task} | {label} | {entry['k']} | {cells} | {np.mean(values):.2f} | {usual} |")
-
-
 PATH_PANELS = {  # run name -> panel title, in rows of three
     "ctedd_distill__k0": "CTEDD-0",
     "ctedd_distill__k1": "CTEDD-1",
@@ -246,6 +234,6 @@ if __name__ == "__main__":
     if not result:
         raise SystemExit(f"error: no saved local policy of {', '.join(TASKS)} under {' '.join(cli.runs_dir)}")
     Path(cli.write).write_text(json.dumps(result, indent=1) + "\n")
-    print_table(result)
+    print(messages_table(result))
     if cli.paths:
         plot_listener_paths(cli.runs_dir[0], cli.paths_seed, SEED, cli.paths)
