@@ -56,6 +56,10 @@ METHODS = {
     "ctedd_distill_dagger_k3": ("CTEDD-3, DAgger", "#00441b", "-"),
     "ctedd_distill_dagger_k1": ("CTEDD-1, DAgger", "#238b45", "-"),
     "ctedd_distill_dagger_k0": ("CTEDD-0, DAgger", "#74c476", "-"),
+    # issue #25: per task the best relabelling of issue #22 (cf + critic where goals are drawn, DAgger on spread-an1)
+    "ctedd_distill_best_k3": ("CTEDD-3, best relabelling", "#3f007d", "-"),
+    "ctedd_distill_best_k1": ("CTEDD-1, best relabelling", "#6a51a3", "-"),
+    "ctedd_distill_best_k0": ("CTEDD-0, best relabelling", "#9e9ac8", "-"),
     "maddpg_k3_differentiable": ("MADDPG-3 (diff.)", "#a50f15", "-"),
     "maddpg_k1_differentiable": ("MADDPG-1 (diff.)", "#ef3b2c", "-"),
     "maddpg_k3_reinforced": ("MADDPG-3 (reinf.)", "#d94801", "--"),
@@ -108,6 +112,36 @@ CLAIMS = [
     ("ctedd_global_learned_reg", "maddpg_k3_differentiable", "curve"),
     ("ctedd_global_fixed", "maddpg_k3_differentiable", "curve"),
 ]
+
+
+# arms pooled from others, for the across-task statistics only: on each task the one of its parts that ran there
+COMBINED = {
+    f"ctedd_distill_best_k{k}": (f"ctedd_distill_cf_critic_k{k}", f"ctedd_distill_dagger_k{k}") for k in (0, 1, 3)
+}
+COMBINED_CLAIMS = [
+    ("ctedd_global", "ctedd_distill_best_k3", "final"),
+    ("ctedd_distill_best_k3", "ctedd_distill_best_k1", "final"),
+    ("ctedd_distill_best_k1", "ctedd_distill_best_k0", "final"),
+    ("ctedd_distill_best_k0", "maddpg_k0", "final"),
+    ("ctedd_distill_best_k1", "maddpg_k1_differentiable", "final"),
+    ("ctedd_distill_best_k1", "maddpg_k1_reinforced", "final"),
+    ("ctedd_distill_best_k3", "maddpg_k3_differentiable", "final"),
+    ("ctedd_distill_best_k3", "maddpg_k3_reinforced", "final"),
+]
+
+
+def with_combined(results, combined=COMBINED) -> dict:
+    """The results with each combined arm added: on every task, the runs of the one part that has results
+    there (a task where two parts ran is refused)."""
+    pooled = {task: dict(methods) for task, methods in results.items()}
+    for name, parts in combined.items():
+        for task, methods in results.items():
+            present = [p for p in parts if p in methods]
+            if len(present) > 1:
+                raise UsageError(f"combined arm {name}: both {present[0]} and {present[1]} have results on {task}")
+            if present:
+                pooled[task][name] = methods[present[0]]
+    return pooled
 
 
 def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, dict[int, dict]]]:
@@ -286,11 +320,11 @@ def claim_label(results, x: str, y: str, measure: str) -> str:
     return f"{style(results, x)[0]} > {style(results, y)[0]}" + (", whole curve" if measure == "curve" else "")
 
 
-def claims_table(results, references, reps: int, claims=CLAIMS) -> tuple[str, dict]:
-    """P(X > Y) for every claim, across each group's tasks and on each task alone."""
+def claims_table(results, references, reps: int, claims=CLAIMS, groups_only: bool = False) -> tuple[str, dict]:
+    """P(X > Y) for every claim, across each group's tasks and (unless groups_only) on each task alone."""
     lines = ["| claim | tasks | runs x tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
     found = {}
-    scopes = {**GROUPS, **{task: (task,) for task in TASKS}}
+    scopes = {**GROUPS, **({} if groups_only else {task: (task,) for task in TASKS})}
     for scope, tasks in scopes.items():
         for x, y, measure in claims:
             seeds = common_seeds(results, tasks, [x, y])
@@ -451,6 +485,12 @@ def plot_curves(results, references, path: str) -> None:
                 fontsize=7,
                 color=ref_style[0],
             )
+        if {"random", "full information"} <= set(references[task]):  # start just below random: the end is readable
+            low, span = (
+                references[task]["random"],
+                abs(references[task]["full information"] - references[task]["random"]),
+            )
+            ax.set_ylim(bottom=low - 0.15 * span)
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.set_ylabel("evaluation return (summed over learners)")
@@ -491,13 +531,15 @@ TASK_MARKS = dict(zip(TASKS, zip(("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#
 
 def plot_improvement(results, found: dict, path: str, claims=CLAIMS) -> None:
     """P(X > Y) with its 95% interval for every claim with results: pooled over each group's tasks (left;
-    a claim needs its arms on every task of the group) and on each task alone (right)."""
+    a claim needs its arms on every task of the group) and on each task alone (right); hollow where fewer
+    than MIN_SEEDS seeds are common to both arms (no verdict)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     claims = [c for c in claims if any(key[1:] == c for key in found)]
+    tasks_of = {**GROUPS, **{task: (task,) for task in TASKS}}
     panels = {"pooled over the group's tasks": dict(zip(GROUPS, (("#08519c", "o"), ("#969696", "s"))))}
     panels["on each task"] = {task: TASK_MARKS[task] for task in TASKS if any(key[0] == task for key in found)}
     fig, axes = plt.subplots(1, 2, figsize=(14, 0.45 * len(claims) + 1.8), sharey=True, squeeze=False)
@@ -507,18 +549,20 @@ def plot_improvement(results, found: dict, path: str, claims=CLAIMS) -> None:
             rows = [(row, claim) for row, claim in enumerate(claims) if (scope, *claim) in found]
             for row, claim in rows:
                 p, (low, high) = found[(scope, *claim)]
+                few = len(common_seeds(results, tasks_of[scope], claim[:2])) < MIN_SEEDS  # no verdict: hollow
                 ax.errorbar(
                     p,
                     row + shift,
                     xerr=[[p - low], [high - p]],
                     fmt=marker,
                     color=colour,
+                    mfc="white" if few else colour,
                     capsize=2,
                     ms=4,
                     label=scope if row == rows[0][0] else None,
                 )
         ax.axvline(0.5, color="black", lw=1)
-        ax.set_xlim(0, 1)
+        ax.set_xlim(-0.03, 1.03)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("P(X > Y), probability of improvement, 95% CI")
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.04), ncol=3, fontsize=8, frameon=False)
@@ -595,11 +639,22 @@ if __name__ == "__main__":
     if cli.title:
         print(f"# {cli.title}\n")
     print("## Final scores per task\n\n" + final_table(found_results, refs, cli.reps))
-    text, aggregates = aggregate_table(found_results, refs, cli.reps)
+    try:
+        pooled = with_combined(found_results)
+    except UsageError as err:
+        raise SystemExit(f"error: {err}") from None
+    text, aggregates = aggregate_table(pooled, refs, cli.reps)
     print("\n## Across tasks\n\n" + text)
     text, improvements = claims_table(found_results, refs, cli.reps, claims)
     print("\n## The claims\n\n" + text)
-    summary = claims_summary(found_results, improvements, claims)
+    text, pooled_improvements = claims_table(pooled, refs, cli.reps, COMBINED_CLAIMS, groups_only=True)
+    if pooled_improvements:
+        print(
+            "\n## The claims with the best relabelling, pooled over a group's tasks (on each task, cf + critic"
+            " where goals are drawn at reset, DAgger on spread-an1; per task: the tables above)\n\n" + text
+        )
+    improvements, claims = {**improvements, **pooled_improvements}, claims + COMBINED_CLAIMS
+    summary = claims_summary(pooled, improvements, claims)
     print(
         "\n## The claims at a glance (✓ holds, ✗ does not hold, ? cannot tell, · no verdict: fewer than 5 seeds)\n\n"
         + summary
@@ -622,8 +677,8 @@ if __name__ == "__main__":
     print("\n## Run time\n\n" + run_time_table(found_results))
     if cli.figures:
         plot_curves(found_results, refs, f"{cli.figures}/{cli.prefix}_curves.png")
-        plot_aggregate(found_results, aggregates, f"{cli.figures}/{cli.prefix}_aggregate.png")
-        plot_improvement(found_results, improvements, f"{cli.figures}/{cli.prefix}_improvement.png", claims)
+        plot_aggregate(pooled, aggregates, f"{cli.figures}/{cli.prefix}_aggregate.png")
+        plot_improvement(pooled, improvements, f"{cli.figures}/{cli.prefix}_improvement.png", claims)
         plot_efficiency(found_results, refs, f"{cli.figures}/{cli.prefix}_efficiency.png", cli.reps)
         print(
             f"\n## Figures\n\nLearning curves, mean over seeds with a 95% bootstrap band; distilled policies as points"

@@ -629,3 +629,26 @@ def test_the_run_time_table_sums_the_kept_runs_minutes(tmp_path):
     table = report.run_time_table(results)
     assert f"| simple_reference | {count} | {count * 6 / 60:.1f} |" in table
     assert table.splitlines()[-1].startswith(f"| all | {sum(len(r) for t in results.values() for r in t.values())} |")
+
+
+def test_the_best_relabelling_pools_cf_critic_and_dagger_across_the_channel_tasks(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    goals, spread = report.CHANNEL_TASKS[:2], report.CHANNEL_TASKS[2]
+    for seed in range(1, 6):  # cf + critic where goals are drawn, DAgger on spread-an1: together on every task
+        for task in goals:
+            write_result(results_dir, task, "ctedd_distill_cf_critic_k3", seed, [[1_000_000, -10.0]], STAGE1)
+        write_result(results_dir, spread, "ctedd_distill_dagger_k3", seed, [[1_000_000, -10.0]], STAGE1)
+    results, references = report.load_results(results_dir), report.load_references(results_dir)
+    pooled = report.with_combined(results)
+    best = "ctedd_distill_best_k3"
+    assert [pooled[task][best] for task in report.CHANNEL_TASKS] == [
+        *(results[task]["ctedd_distill_cf_critic_k3"] for task in goals),
+        results[spread]["ctedd_distill_dagger_k3"],
+    ]
+    assert best not in report.arms_of(results)  # the per-task tables keep the arms as they ran
+    text, found = report.claims_table(pooled, references, 50, report.COMBINED_CLAIMS, groups_only=True)
+    assert list(found) == [("channel tasks", "ctedd_global", best, "final")]  # the only claim with its arms here
+    assert found["channel tasks", "ctedd_global", best, "final"][0] == 0.0  # -10 everywhere beats CTEDD-G's -20
+    write_result(results_dir, spread, "ctedd_distill_cf_critic_k3", 1, [[1_000_000, -10.0]], STAGE1)
+    with pytest.raises(UsageError, match="both ctedd_distill_cf_critic_k3 and ctedd_distill_dagger_k3"):
+        report.with_combined(report.load_results(results_dir))
