@@ -591,6 +591,7 @@ def plot_efficiency(results, references, path: str, reps: int) -> None:
         seeds = common_seeds(results, tasks, methods)
         if not seeds:
             ax.set_axis_off()
+            ax.text(0.5, 0.5, f"{group}: no seed has results\non all of {', '.join(tasks)}", ha="center", va="center")
             continue
         for m in methods:
             steps, scores = curves(results, references, tasks, m, seeds)
