@@ -19,6 +19,7 @@ python -m benchmark.run --tasks simple_speaker_listener simple_reference --tuned
 python -m benchmark.run --tasks simple_spread-an1 --tuned benchmark/tuned.json "${GRID[@]}" \
   --arm "ctedd_distill_dagger_k0=ctedd_distill.py:--message-bits 0 $DAGGER" \
   --arm "ctedd_distill_dagger_k3=ctedd_distill.py:--message-bits 3 $DAGGER"
-# the fully observed controls, eq. (2) only; tag is still rising at 1M env steps: 2M
+# the fully observed controls, eq. (2) only; tag is still rising at 1M env steps: 2M, with a resumable
+# checkpoint every 200k steps (a grid stopped mid-run goes on from there on this machine)
 python -m benchmark.run --tasks simple_push-scripted simple_spread "${GRID[@]}"
-python -m benchmark.run --tasks simple_tag-scripted --budget 2000000 "${GRID[@]}"
+python -m benchmark.run --tasks simple_tag-scripted --budget 2000000 --checkpoint-frequency 200000 "${GRID[@]}"
