@@ -36,6 +36,7 @@ CHANNEL_TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-a
 CONTROL_TASKS = ("simple_tag-scripted", "simple_push-scripted", "simple_spread")
 TASKS = (*CHANNEL_TASKS, *CONTROL_TASKS)
 GROUPS = {"channel tasks": CHANNEL_TASKS, "controls": CONTROL_TASKS}
+SCOPES = {**GROUPS, **{task: (task,) for task in TASKS}}  # where a claim is tested: each group pooled, each task
 # predefined arm -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable), oranges (reinforced)
 METHODS = {
     "ctedd_global": ("CTEDD-G", "#08306b", "-"),  # Benchmark v2's default: alpha 1, so sigma stays at 1
@@ -324,7 +325,7 @@ def claims_table(results, references, reps: int, claims=CLAIMS, groups_only: boo
     """P(X > Y) for every claim, across each group's tasks and (unless groups_only) on each task alone."""
     lines = ["| claim | tasks | runs x tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
     found = {}
-    scopes = {**GROUPS, **({} if groups_only else {task: (task,) for task in TASKS})}
+    scopes = GROUPS if groups_only else SCOPES
     for scope, tasks in scopes.items():
         for x, y, measure in claims:
             seeds = common_seeds(results, tasks, [x, y])
@@ -347,14 +348,13 @@ def claims_summary(results, found: dict, claims=CLAIMS) -> str:
     """One row per claim with results, one column per group and task: P(X > Y) [95% CI] and the verdict's sign."""
     mark = {"holds": "✓", "does not hold": "✗", "cannot tell": "?"}
     scopes = [s for s in [*GROUPS, *TASKS] if any(key[0] == s for key in found)]
-    tasks_of = {**GROUPS, **{task: (task,) for task in TASKS}}
     lines = ["| claim | " + " | ".join(scopes) + " |", "|---" * (len(scopes) + 1) + "|"]
     for claim in [c for c in claims if any((scope, *c) in found for scope in scopes)]:
         cells = []
         for scope in scopes:
             if (scope, *claim) in found:
                 p, (low, high) = found[(scope, *claim)]
-                seeds = len(common_seeds(results, tasks_of[scope], claim[:2]))
+                seeds = len(common_seeds(results, SCOPES[scope], claim[:2]))
                 sign = mark.get(verdict((low, high), seeds), f"· ({seeds} seeds)")
                 cells.append(f"{sign} {p:.2f} [{low:.2f}, {high:.2f}]")
             else:
@@ -443,6 +443,8 @@ def plot_curves(results, references, path: str) -> None:
     fig, axes = plt.subplots(rows, 3, figsize=(16, 4.5 * rows + 0.6), squeeze=False)
     rng = np.random.default_rng(0)
     for ax, task in zip(axes.ravel(), tasks):
+        trained = [r for m, runs in results[task].items() if m not in distilled for r in runs.values()]
+        budget = max((r["curve"][-1][0] for r in trained if r.get("curve")), default=0)  # the stage-1 env steps
         for method in arms_of(results):
             runs = results[task].get(method)
             if not runs:
@@ -450,13 +452,7 @@ def plot_curves(results, references, path: str) -> None:
             label, colour, line = style(results, method)
             if method in distilled:
                 finals = np.array([r["final"]["sum"] for r in runs.values()])
-                end = max(max(s for s, _ in r["curve"]) if r.get("curve") else 0 for r in runs.values())
-                budget = max(
-                    max(s for s, _ in r["curve"])
-                    for arm in results[task].values()
-                    for r in arm.values()
-                    if r.get("curve")
-                )
+                end = max(r["curve"][-1][0] if r.get("curve") else 0 for r in runs.values())  # with stage 2's steps
                 ax.errorbar(
                     max(end, budget) + 0.015 * budget * (1 + distilled.index(method)),
                     finals.mean(),
@@ -485,12 +481,9 @@ def plot_curves(results, references, path: str) -> None:
                 fontsize=7,
                 color=ref_style[0],
             )
-        if {"random", "full information"} <= set(references[task]):  # start just below random: the end is readable
-            low, span = (
-                references[task]["random"],
-                abs(references[task]["full information"] - references[task]["random"]),
-            )
-            ax.set_ylim(bottom=low - 0.15 * span)
+        task_refs = references[task]
+        if {"random", "full information"} <= set(task_refs):  # start just below random: the end is readable
+            ax.set_ylim(bottom=task_refs["random"] - 0.15 * abs(task_refs["full information"] - task_refs["random"]))
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.set_ylabel("evaluation return (summed over learners)")
@@ -539,7 +532,6 @@ def plot_improvement(results, found: dict, path: str, claims=CLAIMS) -> None:
     import matplotlib.pyplot as plt
 
     claims = [c for c in claims if any(key[1:] == c for key in found)]
-    tasks_of = {**GROUPS, **{task: (task,) for task in TASKS}}
     panels = {"pooled over the group's tasks": dict(zip(GROUPS, (("#08519c", "o"), ("#969696", "s"))))}
     panels["on each task"] = {task: TASK_MARKS[task] for task in TASKS if any(key[0] == task for key in found)}
     fig, axes = plt.subplots(1, 2, figsize=(14, 0.45 * len(claims) + 1.8), sharey=True, squeeze=False)
@@ -549,7 +541,7 @@ def plot_improvement(results, found: dict, path: str, claims=CLAIMS) -> None:
             rows = [(row, claim) for row, claim in enumerate(claims) if (scope, *claim) in found]
             for row, claim in rows:
                 p, (low, high) = found[(scope, *claim)]
-                few = len(common_seeds(results, tasks_of[scope], claim[:2])) < MIN_SEEDS  # no verdict: hollow
+                few = len(common_seeds(results, SCOPES[scope], claim[:2])) < MIN_SEEDS  # no verdict: hollow
                 ax.errorbar(
                     p,
                     row + shift,
@@ -634,16 +626,13 @@ if __name__ == "__main__":
     try:
         refs = load_references(cli.results_dir)
         added = [parse_claim(text, found_results) for text in cli.claim]
+        pooled = with_combined(found_results)  # the combined arms, for the across-task statistics
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
     claims = CLAIMS + [claim for claim in added if claim not in CLAIMS]
     if cli.title:
         print(f"# {cli.title}\n")
     print("## Final scores per task\n\n" + final_table(found_results, refs, cli.reps))
-    try:
-        pooled = with_combined(found_results)
-    except UsageError as err:
-        raise SystemExit(f"error: {err}") from None
     text, aggregates = aggregate_table(pooled, refs, cli.reps)
     print("\n## Across tasks\n\n" + text)
     text, improvements = claims_table(found_results, refs, cli.reps, claims)
