@@ -1,3 +1,4 @@
+import copy
 import glob
 import json
 import math
@@ -652,3 +653,29 @@ def test_the_best_relabelling_pools_cf_critic_and_dagger_across_the_channel_task
     write_result(results_dir, spread, "ctedd_distill_cf_critic_k3", 1, [[1_000_000, -10.0]], STAGE1)
     with pytest.raises(UsageError, match="both ctedd_distill_cf_critic_k3 and ctedd_distill_dagger_k3"):
         report.with_combined(report.load_results(results_dir))
+
+
+def test_speed_ideas_alternatives_return_what_they_replace():
+    from benchmark.analysis import speed_ideas
+
+    rb = speed_ideas.filled_buffer(500, num_agents=3, obs_width=7, state_dim=11, action_dim=2)
+    idx = np.array([3, 499, 0, 3, 250])
+    batch, rows = rb.get(idx), speed_ideas.RowMajorBuffer(rb).get(idx)
+    for name in speed_ideas.FIELDS:
+        assert torch.equal(rows[name], getattr(batch, name)), name
+
+    # one flat vector per network: the same clip, Adam step and soft update as tensor by tensor
+    (n, width, state_dim, action_dim), made = speed_ideas.networks("simple_spread", hidden=8)
+    torch.manual_seed(0)
+    net, target = made["critics"](), made["critics"]()
+    flat_net, flat_target = copy.deepcopy(net), copy.deepcopy(target)
+    flat, target_flat = speed_ideas.FlatParameters(flat_net), speed_ideas.FlatParameters(flat_target)
+    for p, q in zip(net.parameters(), flat_net.parameters()):
+        p.grad = torch.randn_like(p)
+        q.grad.copy_(p.grad)  # a view of flat.vector.grad
+    speed_ideas.per_tensor_step(net, target, torch.optim.Adam(net.parameters(), lr=0.1), 0.5, 0.1)
+    speed_ideas.flat_step(flat, target_flat, torch.optim.Adam([flat.vector], lr=0.1), 0.5, 0.1)
+    state, actions = torch.randn(4, state_dim), torch.randn(n, 4, action_dim)
+    assert torch.allclose(net(state, actions), flat_net(state, actions), atol=1e-6)
+    assert torch.allclose(target(state, actions), flat_target(state, actions), atol=1e-6)
+    assert not torch.allclose(net(state, actions), made["critics"]()(state, actions))
