@@ -513,7 +513,8 @@ def plot_aggregate(results, found: dict, path: str) -> None:
         ax.axvline(0, color="gray", ls="--", lw=1)
         ax.axvline(1, color="green", ls=":", lw=1)
         ax.set_xlabel("normalised final score, IQM (0: random, 1: full information)", fontsize=9)
-        ax.set_title(group)
+        tasks = GROUPS[group]
+        ax.set_title(f"{group}: {len(common_seeds(results, tasks, methods))} seeds x {len(tasks)} tasks")
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save(fig, path)
