@@ -34,12 +34,16 @@ FIELDS = ("states", "obs", "actions", "rewards", "terminations", "next_states", 
 
 
 def filled_buffer(capacity: int, num_agents: int, obs_width: int, state_dim: int, action_dim: int, seed: int = 0):
-    """A full ReplayBuffer of random transitions."""
+    """A full ReplayBuffer of random transitions, added as the scripts add them."""
     rb = ReplayBuffer(capacity, num_agents, obs_width, state_dim, action_dim, seed=seed)
     rng = np.random.default_rng(seed)
-    for array in rb.data.values():
-        array[:] = rng.random(array.shape, dtype=np.float32)
-    rb.pos, rb.size, rb.num_added = 0, capacity, capacity
+    for start in range(0, capacity, 100_000):
+        count = min(100_000, capacity - start)
+        states, next_states = (rng.random((count, state_dim), dtype=np.float32) for _ in range(2))
+        obs, next_obs = (rng.random((count, num_agents, obs_width), dtype=np.float32) for _ in range(2))
+        actions = rng.random((count, num_agents, action_dim), dtype=np.float32)
+        rewards, terminations = rng.random((count, num_agents), dtype=np.float32), np.zeros(count, np.float32)
+        rb.add(states, obs, actions, rewards, terminations, next_states, next_obs)
     return rb
 
 
@@ -47,27 +51,21 @@ class RowMajorBuffer:
     """The same content as `rb`, one row per transition; `get(idx)` returns the fields `rb.get(idx)` does."""
 
     def __init__(self, rb: ReplayBuffer):
-        columns = []
-        self.layout = []  # (field, width, per-agent shape or None)
+        columns, self.shapes = [], {}  # per-agent fields: their (N, ...) shape
         for name in FIELDS:
             array = rb.data[name]
             if name in PER_AGENT:  # (N, C, ...) -> (C, N * ...)
-                moved = np.moveaxis(array, 0, 1)
-                self.layout.append((name, int(np.prod(moved.shape[1:])), moved.shape[1:]))
-                columns.append(moved.reshape(len(moved), -1))
-            else:
-                self.layout.append((name, 1 if array.ndim == 1 else array.shape[1], None))
-                columns.append(array.reshape(len(array), -1))
+                array = np.moveaxis(array, 0, 1)
+                self.shapes[name] = array.shape[1:]
+            columns.append(array.reshape(len(array), -1))
+        self.widths = [column.shape[1] for column in columns]
         self.rows = np.ascontiguousarray(np.concatenate(columns, axis=1))
 
     def get(self, idx: np.ndarray) -> dict:
-        rows = torch.from_numpy(self.rows[idx])
-        fields = {}
-        for (name, _, shape), part in zip(self.layout, rows.split([w for _, w, _ in self.layout], dim=1)):
-            if shape is None:
-                fields[name] = part.squeeze(1) if name == "terminations" else part
-            else:  # (B, N * ...) -> (N, B, ...), contiguous as the per-agent layers read it
-                fields[name] = part.reshape(len(idx), *shape).movedim(1, 0).contiguous()
+        fields = dict(zip(FIELDS, torch.from_numpy(self.rows[idx]).split(self.widths, dim=1)))
+        fields["terminations"] = fields["terminations"].squeeze(1)
+        for name, shape in self.shapes.items():  # (B, N * ...) -> (N, B, ...), contiguous as the layers read it
+            fields[name] = fields[name].reshape(len(idx), *shape).movedim(1, 0).contiguous()
         return fields
 
 
@@ -86,10 +84,10 @@ class FlatParameters:
 
 
 def per_tensor_step(net, target, optimizer, max_norm, tau):
+    """What maddpg.py does after a backward pass."""
     nn.utils.clip_grad_norm_(net.parameters(), max_norm)
     optimizer.step()
-    with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
+    maddpg.soft_update(net, target, tau)
 
 
 def flat_step(flat, target_flat, optimizer, max_norm, tau):
