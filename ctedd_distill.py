@@ -131,22 +131,28 @@ class LocalPolicies(nn.Module):
         return torch.tanh(self.preactivation(obs))
 
 
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    """Two hidden ReLU layers of width `hidden`: (..., in) -> (..., hidden)."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+
+
 class CentralizedQ(nn.Module):
-    """ctedd_global.py's centralized Q(s, a_1..a_N), one output per agent, loaded from stage 1 and kept fixed."""
+    """ctedd_global.py's centralized Q(s, a_1..a_N), one output per agent, loaded from stage 1 and kept fixed
+    (the same code as there, without own_action, which only stage 1's DDPG update reads)."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(state_dim + num_agents * ACTION_DIM, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, num_agents),
-        )
+        self.num_agents = num_agents
+        self.net = nn.Sequential(*mlp(state_dim + num_agents * ACTION_DIM, hidden), nn.Linear(hidden, num_agents))
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, 2) -> (N, B)."""
-        return self.net(torch.cat([state, actions.transpose(0, 1).reshape(len(state), -1)], dim=-1)).T
+        """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
+        return self.net(torch.cat([state, joint_action(actions)], dim=-1)).T
+
+
+def joint_action(actions: torch.Tensor) -> torch.Tensor:
+    """Every agent's action side by side, in agent order: (N, B, A) -> (B, N * A)."""
+    return actions.transpose(0, 1).reshape(actions.shape[1], -1)
 
 
 class Teacher(nn.Module):
@@ -156,7 +162,7 @@ class Teacher(nn.Module):
     def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
         self.num_agents = num_agents
-        self.trunk = nn.Sequential(nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.trunk = mlp(state_dim, hidden)
         self.mean_heads = AgentLinear(num_agents, hidden, ACTION_DIM)
         self.omega = AgentLinear(num_agents, hidden, ACTION_DIM)
 
@@ -246,6 +252,7 @@ def load_teacher(args: Args, device: torch.device) -> tuple[Teacher, Centralized
 
 def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     checkpoint = load_checkpoint(args.eval_checkpoint)
+    runs.check_written_by(checkpoint, args.eval_checkpoint, os.path.basename(__file__), Args.__dataclass_fields__)
     saved = runs.model_settings(checkpoint, args.eval_checkpoint)
     envs = make_envs(saved, args.eval_episodes)
     policy = LocalPolicies(
@@ -254,7 +261,8 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> dict:
     try:
         policy.to(device).load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
+        reason = " ".join(str(err).split())  # torch's lists of missing and unexpected keys, on one line
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {reason}") from err
     act = local_actor(policy, device)
     result = evaluate(envs, act, runs.EVAL_SEED)
     if args.capture_video:
@@ -368,13 +376,15 @@ def main(args: Args) -> dict:
     extra = dict(
         teacher=teacher_result, random=random_result, kept=kept_fraction, losses=losses, stage2_env_steps=new_samples
     )
-    runs.save_result(f"runs/{run_name}", settings, evaluations, {"distill": 60 * minutes}, start_time, **extra)
+    runs.save_result(
+        f"runs/{run_name}", __file__, settings, evaluations, {"distill": 60 * minutes}, start_time, **extra
+    )
     print(f"final eval: {describe_episode(result)} | teacher {teacher_result['sum']:.2f} | {minutes:.1f} min")
     print(f"the local policies kept {kept_fraction:.3f} of the teacher's return above random actions")
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-        save_checkpoint(model_path, {"args": settings, "policy": student.state_dict()})
-        print(f"model saved to {model_path}; evaluate it with: python ctedd_distill.py --eval-checkpoint {model_path}")
+        model_path, script = f"runs/{run_name}/{args.exp_name}.cleanrl_model", os.path.basename(__file__)
+        save_checkpoint(model_path, {"args": settings, "script": script, "policy": student.state_dict()})
+        print(f"model saved to {model_path}; evaluate it with: python {script} --eval-checkpoint {model_path}")
     runs.end_run(writer, args)
     return {**result, "teacher": teacher_result["sum"], "random": random_result["sum"], "kept": kept_fraction}
 

@@ -24,7 +24,7 @@ from common.diagnostics import log_omega, omega_diagnostics
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
 from common.layers import AgentLinear
-from common.utils import Stopwatch, UsageError, multiples_in, timing_line
+from common.utils import Stopwatch, UsageError, due, timing_line
 
 
 @dataclass
@@ -111,19 +111,16 @@ class GlobalPolicy(nn.Module):
         # paper is silent on omega_i's shape; we use one linear layer per agent on the trunk features
         self.omega = AgentLinear(num_agents, hidden, ACTION_DIM)
 
+    def preactivations(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """state (B, S) -> the means before the tanh and omega_i's output before the squash, (N, B, 2) each.
+        Both read the shared trunk's features, omega_i detached: it never moves the trunk."""
+        features = self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1)
+        return self.mean_heads(features), self.omega(features.detach())
+
     def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """state (B, S) -> the means' preactivation (mu_i(s) = its tanh) and log sigma_i(s), (N, B, 2) each.
-        omega_i reads the trunk's features detached: it never moves the trunk."""
-        features = self.features(state)
-        return self.mean_heads(features), squash_log_std(self.omega(features.detach()))
-
-    def features(self, state: torch.Tensor) -> torch.Tensor:
-        """The shared trunk's features of state (B, S), one copy per agent: (N, B, hidden)."""
-        return self.trunk(state).expand(self.num_agents, *state.shape[:-1], -1)
-
-    def omega_preactivation(self, state: torch.Tensor) -> torch.Tensor:
-        """omega_i's output before the squash, (N, B, 2); log sigma_i(s) = squash_log_std(it)."""
-        return self.omega(self.features(state).detach())
+        """state (B, S) -> the means mu_i(s) and log sigma_i(s), (N, B, 2) each."""
+        mean_preactivation, omega_preactivation = self.preactivations(state)
+        return torch.tanh(mean_preactivation), squash_log_std(omega_preactivation)
 
     def ddpg_parameters(self) -> list[nn.Parameter]:
         return [*self.trunk.parameters(), *self.mean_heads.parameters()]
@@ -177,15 +174,16 @@ def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
         torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
 
 
-def omega_loss(log_std, sampled_actions, means, q, alpha):
+def omega_loss(log_std, sampled_actions, means, advantage, alpha):
     """eq. (1) as a loss to minimise, per agent i, over the on-policy batch B:
-    -( mean_B[ log pi_i(a_i | s) * Q_i(s, a) ] + alpha_i * mean_B[ H(pi_i(. | s)) ] ), summed over agents.
-    Paper is silent on the scale of the entropy term (a sum over B in eq. (1)); we average both terms.
-    log_std, sampled_actions (as drawn, before clipping), means: (N, B, 2); q: (N, B), no gradient.
+    -( mean_B[ log pi_i(a_i | s) * A_i(s, a) ] + alpha_i * mean_B[ H(pi_i(. | s)) ] ), summed over agents.
+    A_i(s, a) = Q_i(s, a) as eq. (1) is written; with --pg-baseline (ours) Q_i(s, a) - Q_i(s, mu(s)), an advantage.
+    eq. (1) sums the entropy term over B (the first term is a mean over B); we average it.
+    log_std, sampled_actions (as drawn, before clipping), means: (N, B, 2); advantage: (N, B), no gradient.
     Returns the loss, and the policy-gradient and entropy terms per agent."""
     z = (sampled_actions - means) / log_std.exp()
     log_prob = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)  # of the Gaussian pi_i
-    policy_gradient = (log_prob * q).mean(1)
+    policy_gradient = (log_prob * advantage).mean(1)
     entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1).mean(1)
     return -(policy_gradient + alpha * entropy).sum(), policy_gradient, entropy
 
@@ -216,12 +214,12 @@ def make_policy(args: Args, envs: BatchedMPE) -> GlobalPolicy:
     return GlobalPolicy(envs.num_agents, envs.state_dim, args.hidden_dim)
 
 
-def deterministic_actor(policy: GlobalPolicy, device: torch.device):
+def global_actor(policy: GlobalPolicy, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Centralized execution: every agent's action is a function of the full state.
         state (B, S) -> forces (B, N, 2)."""
         with torch.no_grad():
-            return torch.tanh(policy(torch.from_numpy(state).to(device))[0]).transpose(0, 1).cpu().numpy()
+            return policy(torch.from_numpy(state).to(device))[0].transpose(0, 1).cpu().numpy()
 
     return act
 
@@ -231,7 +229,7 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
-        return runs.evaluate_checkpoint(args, Args, make_policy, deterministic_actor, device)
+        return runs.evaluate_checkpoint(args, Args, make_policy, global_actor, device)
     args, checkpoint, run_name = runs.start_or_resume(args, Args)  # checkpoint: None unless --resume
     run_dir = f"runs/{run_name}"
     writer = runs.start_run(args, run_dir)  # tensorboard with the hyperparameter table, and wandb with --track
@@ -273,7 +271,7 @@ def main(args: Args) -> dict:
     if checkpoint is not None:
         start_step, curve, rb, loop = runs.restore(checkpoint, modules, run_dir, rb, envs)
         recent.parts, diagnostics = loop["recent"], loop["omega"]
-    act = deterministic_actor(policy, device)
+    act = global_actor(policy, device)
     stopwatch, recent_returns = Stopwatch("env", "act", "update", "eval"), []
     start_time = time.time()
 
@@ -283,9 +281,8 @@ def main(args: Args) -> dict:
         # ALGO LOGIC: put action logic here
         with stopwatch("act"), torch.no_grad():
             state_t = torch.from_numpy(state).to(device)
-            preactivation, log_std = policy(state_t)
-            means = torch.tanh(preactivation)
-            # a_i ~ pi_i(. | s) for all agents from one shared trunk: joint, coordinated exploration
+            means, log_std = policy(state_t)
+            # a_i ~ pi_i(. | s), the noise independent per agent; sigma_i(s) reads the shared trunk's features of s
             sigma = log_std.exp() if args.fixed_sigma is None else args.fixed_sigma
             samples = means + sigma * torch.randn_like(means)
             recent.add(state_t, samples, means)
@@ -304,12 +301,12 @@ def main(args: Args) -> dict:
             obs, state = envs.reset_done()
 
         # ALGO LOGIC: training, one learning iteration per train_frequency env steps
-        iterations = multiples_in(global_step, global_step + args.num_envs, args.train_frequency, args.learning_starts)
+        iterations = due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
         for recent_states, recent_samples, recent_means in recent.take(iterations):
             with stopwatch("update"):
                 data = rb.sample(args.batch_size)
                 with torch.no_grad():
-                    next_actions = torch.tanh(target_policy(data.next_states)[0])
+                    next_actions, _ = target_policy(data.next_states)
                     next_q = target_critics(data.next_states, next_actions)
                     target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
                 q_values = critics(data.states, data.actions)
@@ -320,18 +317,17 @@ def main(args: Args) -> dict:
                 nn.utils.clip_grad_norm_(critics.parameters(), args.max_grad_norm)
                 q_optimizer.step()
 
-                # eq. (1): max-entropy policy gradient for omega_i on the batch B of transitions collected since
-                # the last iteration (on-policy, not the replay buffer), before the trunk moves: sigma_i(s) is
-                # that of the policy that drew the samples. (--fixed-sigma, the ablation, has no omega_i.)
+                # eq. (1): max-entropy policy gradient for omega_i on the batch B of the transitions since the last
+                # iteration (on-policy), before the trunk moves: sigma_i(s) is that of the policy that drew them
                 if args.fixed_sigma is None:
                     alpha = temperature()
-                    with torch.no_grad():
-                        q_recent = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # at the executed actions
-                        if args.pg_baseline:  # ours: Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
-                            q_recent = q_recent - critics(recent_states, recent_means)
-                    omega_preactivation = policy.omega_preactivation(recent_states)
+                    with torch.no_grad():  # advantage: with --no-pg-baseline Q_i(s, a) itself, as eq. (1) is written
+                        advantage = critics(recent_states, recent_samples.clamp(-1.0, 1.0))  # at the executed actions
+                        if args.pg_baseline:  # ours: A_i = Q_i(s, a) - Q_i(s, mu(s)), mu as used for sampling
+                            advantage = advantage - critics(recent_states, recent_means)
+                    _, omega_preactivation = policy.preactivations(recent_states)
                     recent_log_std = squash_log_std(omega_preactivation)
-                    eq1_loss, pg, entropy = omega_loss(recent_log_std, recent_samples, recent_means, q_recent, alpha)
+                    eq1_loss, pg, entropy = omega_loss(recent_log_std, recent_samples, recent_means, advantage, alpha)
                     eq1_loss = eq1_loss + omega_penalty(omega_preactivation, args.omega_reg)
                     omega_optimizer.zero_grad()
                     eq1_loss.backward()
@@ -344,7 +340,7 @@ def main(args: Args) -> dict:
 
                 # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own mean
                 # mu_i only; paper is silent on the others' actions: their current means, held fixed
-                preactivation, _ = policy(data.states)
+                preactivation, _ = policy.preactivations(data.states)
                 policy_means = torch.tanh(preactivation)
                 critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
                 actor_loss = -critics.own_action(data.states, policy_means.detach(), policy_means).mean(1).sum()
@@ -359,32 +355,32 @@ def main(args: Args) -> dict:
                 soft_update(policy, target_policy, args.tau)
                 soft_update(critics, target_critics, args.tau)
 
-        if multiples_in(global_step, global_step + args.num_envs, 100 * args.train_frequency, args.learning_starts):
+        if due(global_step, args.num_envs, 100 * args.train_frequency, start=args.learning_starts):
             writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
-            writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
-            writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
+            writer.add_scalar("losses/qf_loss", qf_loss.item(), global_step)
+            writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
             if args.fixed_sigma is None:  # eq. (1)'s terms, then research instrumentation (common/diagnostics.py)
                 writer.add_scalar("losses/omega_pg", pg.mean().item(), global_step)
                 writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
-                entry = omega_diagnostics(global_step, alpha, recent_log_std, recent_samples, recent_means, q_recent)
+                entry = omega_diagnostics(global_step, alpha, recent_log_std, recent_samples, recent_means, advantage)
                 diagnostics.append(log_omega(writer, entry, envs.agents))
             runs.log_progress(writer, global_step, args, start_step, start_time, recent_returns, stopwatch)
 
         steps_taken = global_step + args.num_envs
-        if multiples_in(global_step + 1, steps_taken + 1, args.eval_frequency) or steps_taken >= args.total_timesteps:
+        if due(global_step, args.num_envs, args.eval_frequency, offset=-1) or steps_taken >= args.total_timesteps:
             with stopwatch("eval"):
                 result = runs.evaluate_and_log(writer, eval_envs, act, steps_taken, args, run_name)
                 curve.append((steps_taken, result))
 
-        if args.save_model and runs.checkpoint_due(global_step, steps_taken, args):
+        if due(global_step, args.num_envs, args.checkpoint_frequency, offset=-1) and steps_taken < args.total_timesteps:
             runs.save_run(run_dir, args, modules, rb, envs, steps_taken, curve, recent=recent.parts, omega=diagnostics)
 
     print(f"final eval: {describe_episode(result)}")
     print(timing_line(steps_taken - start_step, start_time, stopwatch.seconds))
-    runs.save_result(run_dir, vars(args), curve, stopwatch.seconds, start_time, omega=diagnostics)
+    runs.save_result(run_dir, __file__, vars(args), curve, stopwatch.seconds, start_time, omega=diagnostics)
     if args.save_model:  # the buffer is stage 2's data
         runs.save_run(run_dir, args, modules, rb, envs, steps_taken, curve, recent=recent.parts, omega=diagnostics)
-        runs.save_model(run_dir, args, "ctedd_global.py", policy, critics)
+        runs.save_model(run_dir, args, os.path.basename(__file__), policy, critics)
         print(f"next, distil: python ctedd_distill.py --global-run {run_dir}")
     runs.end_run(writer, args)
     return result

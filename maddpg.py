@@ -24,7 +24,7 @@ from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
 from common.layers import agent_mlp
-from common.utils import Stopwatch, UsageError, multiples_in, timing_line
+from common.utils import Stopwatch, UsageError, due, timing_line
 
 
 @dataclass
@@ -208,7 +208,7 @@ def make_policy(args: Args, envs: BatchedMPE) -> LocalPolicies:
     return LocalPolicies(envs.num_agents, envs.obs_width, args.hidden_dim, args.message_bits, args.message_type)
 
 
-def deterministic_actor(policy: LocalPolicies, device: torch.device):
+def local_actor(policy: LocalPolicies, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Decentralized execution: each agent reads its own observation (and the bits it hears).
         obs (B, N, W) -> forces (B, N, 2)."""
@@ -223,7 +223,7 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
-        return runs.evaluate_checkpoint(args, Args, make_policy, deterministic_actor, device)
+        return runs.evaluate_checkpoint(args, Args, make_policy, local_actor, device)
     args, checkpoint, run_name = runs.start_or_resume(args, Args)  # checkpoint: None unless --resume
     run_dir = f"runs/{run_name}"
     writer = runs.start_run(args, run_dir)  # tensorboard with the hyperparameter table, and wandb with --track
@@ -258,7 +258,7 @@ def main(args: Args) -> dict:
     start_step, curve = 0, []  # the learning curve: (env step, evaluation)
     if checkpoint is not None:
         start_step, curve, rb, _ = runs.restore(checkpoint, modules, run_dir, rb, envs)
-    act = deterministic_actor(policy, device)
+    act = local_actor(policy, device)
     stopwatch, recent_returns = Stopwatch("env", "act", "update", "eval"), []
     start_time = time.time()
 
@@ -288,7 +288,7 @@ def main(args: Args) -> dict:
             obs, state = envs.reset_done()
 
         # ALGO LOGIC: training, one learning iteration per train_frequency env steps
-        iterations = multiples_in(global_step, global_step + args.num_envs, args.train_frequency, args.learning_starts)
+        iterations = due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
         for _ in range(iterations):
             with stopwatch("update"):
                 data = rb.sample(args.batch_size)
@@ -320,28 +320,28 @@ def main(args: Args) -> dict:
                 soft_update(policy, target_policy, args.tau)
                 soft_update(critics, target_critics, args.tau)
 
-        if multiples_in(global_step, global_step + args.num_envs, 100 * args.train_frequency, args.learning_starts):
+        if due(global_step, args.num_envs, 100 * args.train_frequency, start=args.learning_starts):
             writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
-            writer.add_scalar("losses/qf_loss", qf_loss.item() / num_agents, global_step)
-            writer.add_scalar("losses/actor_loss", actor_loss.item() / num_agents, global_step)
+            writer.add_scalar("losses/qf_loss", qf_loss.item(), global_step)
+            writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
             runs.log_progress(writer, global_step, args, start_step, start_time, recent_returns, stopwatch)
 
         steps_taken = global_step + args.num_envs
-        if multiples_in(global_step + 1, steps_taken + 1, args.eval_frequency) or steps_taken >= args.total_timesteps:
+        if due(global_step, args.num_envs, args.eval_frequency, offset=-1) or steps_taken >= args.total_timesteps:
             with stopwatch("eval"):
                 result = runs.evaluate_and_log(writer, eval_envs, act, steps_taken, args, run_name)
                 curve.append((steps_taken, result))
 
-        if args.save_model and runs.checkpoint_due(global_step, steps_taken, args):
+        if due(global_step, args.num_envs, args.checkpoint_frequency, offset=-1) and steps_taken < args.total_timesteps:
             runs.save_run(run_dir, args, modules, rb, envs, steps_taken, curve)
 
     print(f"final eval: {describe_episode(result)}")
     print(timing_line(steps_taken - start_step, start_time, stopwatch.seconds))
-    runs.save_result(run_dir, vars(args), curve, stopwatch.seconds, start_time)
+    runs.save_result(run_dir, __file__, vars(args), curve, stopwatch.seconds, start_time)
     if args.save_model:
         if args.checkpoint_frequency:
             runs.save_run(run_dir, args, modules, rb, envs, steps_taken, curve)
-        runs.save_model(run_dir, args, "maddpg.py", policy, critics)
+        runs.save_model(run_dir, args, os.path.basename(__file__), policy, critics)
     runs.end_run(writer, args)
     return result
 

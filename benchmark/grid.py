@@ -6,7 +6,11 @@ import this module and not each other.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
+import importlib.util
+import io
 import json
 import os
 import re
@@ -16,14 +20,35 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+import tyro
+
 from common.envs import parse_task, task_flags
-from common.utils import UsageError
+from common.runs import code_version
+from common.utils import UsageError, load_checkpoint
 
 SCRIPTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS_DIR = os.path.join(SCRIPTS_DIR, "benchmark", "results")
+# your own runs (not a benchmark version: those are benchmark/results/v2, v3, ..., named with --results-dir)
+RESULTS_DIR = os.path.join(SCRIPTS_DIR, "benchmark", "results", "local")
 # an arm's name is part of file and directory names, {task}__{name}__{seed}: no "__", nothing a shell or glob reads
 ARM_NAME = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 GRID_FLAGS = ("--exp-name", "--seed", "--global-run", "--resume", "--total-timesteps")  # the grid sets these
+# the arguments that say how a run is executed, named and logged, not what it computes: a kept result made with
+# other values of these is as good as one made with today's (on a GPU the numbers differ, as on another CPU)
+HOW_RUN = (
+    "exp_name",
+    "global_run",
+    "resume",
+    "checkpoint_frequency",
+    "save_model",
+    "cuda",
+    "torch_deterministic",
+    "threads",
+    "track",
+    "wandb_project_name",
+    "wandb_entity",
+    "capture_video",
+    "eval_checkpoint",
+)
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,7 @@ class Job:
     scripts_dir: str = field(default_factory=lambda: SCRIPTS_DIR)
     state: str = "waiting"  # waiting, running, done, failed, skipped
     process: subprocess.Popen | None = field(default=None, repr=False)
+    stale_runs: tuple[str, ...] = ()  # unfinished run directories made with other settings: never resumed
 
     def __post_init__(self):
         self.exp_name = self.exp_name or self.name
@@ -132,21 +158,118 @@ class Job:
         """The newest run directory of this job with a resumable checkpoint and no final model yet."""
         dirs = [d for d in glob.glob(self.run_glob(runs_dir)) if os.path.isfile(os.path.join(d, "checkpoint.pt"))]
         dirs = [d for d in dirs if not os.path.isfile(os.path.join(d, f"{self.exp_name}.cleanrl_model"))]
+        dirs = [d for d in dirs if d not in self.stale_runs]
         return max(dirs, key=os.path.getmtime) if dirs else None
+
+    def flags(self, stage1_dir: str) -> list[str]:
+        """The flags of a new run of this job (a distillation reads `stage1_dir`)."""
+        named = ["--exp-name", self.exp_name, "--seed", str(self.seed)]
+        if self.after is not None:
+            return named + ["--global-run", stage1_dir, *self.args]
+        return named + [*task_flags(parse_task(self.task)).split(), "--save-model", *self.args]
+
+    def planned(self) -> tuple[dict, dict]:
+        """What a new run of this job would be made with today: its settings (the script's Args with these flags,
+        the script's defaults for the rest, without HOW_RUN) and its code (common.runs.code_version)."""
+        path = os.path.join(self.scripts_dir, self.script)
+        code, flags = code_version(path), self.flags("runs/<stage-1 run>")
+        with contextlib.redirect_stderr(io.StringIO()) as usage:
+            try:
+                settings = vars(tyro.cli(script_args(path, code["script_sha256"]), args=flags))
+            except SystemExit:
+                reason = [line for line in usage.getvalue().splitlines() if line.strip(" │╭╰─")][-1:]
+                raise UsageError(f"{self.script} refuses the flags {shlex.join(self.args)}: {reason}") from None
+        if self.after is not None:  # a distillation's result holds the task of the run it distils
+            settings.update(parse_task(self.task))
+        return comparable(settings), code
 
     def command(self, runs_dir: str, stage1_dir: str | None = None) -> list[str]:
         """The command that runs this job: a distillation reads `stage1_dir` (default: its stage-1 job's
         finished run); a training run with an unfinished checkpoint (a crash, a killed worker) resumes it."""
         script = [sys.executable, os.path.join(self.scripts_dir, self.script)]
-        named = ["--exp-name", self.exp_name, "--seed", str(self.seed)]
         if self.after is not None:
             stage1 = stage1_dir or self.after.finished_run(runs_dir) or f"<{self.after.name} run of seed {self.seed}>"
-            return script + named + ["--global-run", stage1, *self.args]
+            return script + self.flags(stage1)
         unfinished = self.unfinished_run(runs_dir)
         if unfinished:
             budget = self.args[self.args.index("--total-timesteps") + 1]
             return script + ["--resume", unfinished, "--total-timesteps", budget]
-        return script + named + [*task_flags(parse_task(self.task)).split(), "--save-model", *self.args]
+        return script + self.flags("")
+
+
+@functools.cache
+def script_args(path: str, version: str) -> type:
+    """The `Args` dataclass of a training script (or a fork) in the `version` of its file (its fingerprint),
+    imported without running the script."""
+    spec = importlib.util.spec_from_file_location(f"_grid_script_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        return module.Args
+    except Exception as err:
+        raise UsageError(f"cannot read the Args of {path}: {type(err).__name__}: {err}") from None
+
+
+def comparable(settings: dict) -> dict:
+    """A run's settings as result.json keeps them (JSON values), without HOW_RUN."""
+    return {key: json.loads(json.dumps(value)) for key, value in settings.items() if key not in HOW_RUN}
+
+
+def read_json(path: str, what: str, keys: tuple[str, ...] = ()) -> dict:
+    """A JSON file the benchmark keeps (`what` it should be), with `keys`; anything else is refused in one line
+    that names the file and what it should have been."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except ValueError as err:
+        raise UsageError(f"{path} is not valid JSON ({err}): a corrupt {what}; restore or delete it") from None
+    except OSError as err:
+        raise UsageError(f"cannot read {path} ({what}): {err.strerror}") from None
+    if not isinstance(data, dict) or not set(keys) <= set(data):
+        raise UsageError(f"{path} is not a {what} (it lacks {', '.join(k for k in keys if k not in data) or keys})")
+    return data
+
+
+def read_result(path: str) -> dict:
+    """A kept result.json, checked to be one a script of this project wrote."""
+    return read_json(path, "result.json of this project's scripts", ("curve", "final", "args"))
+
+
+def difference(planned: dict, kept: dict, limit: int = 3) -> str:
+    """The settings in which `kept` differs from `planned`, in one line ("" if none)."""
+    missing = object()
+    changed = []
+    for key in sorted(set(planned) | set(kept)):
+        now, then = planned.get(key, missing), kept.get(key, missing)
+        if now is missing:
+            changed.append(f"--{key.replace('_', '-')} {then} (no longer a flag)")
+        elif then is missing:
+            changed.append(f"--{key.replace('_', '-')} (not a flag then)")
+        elif now != then:
+            changed.append(f"--{key.replace('_', '-')} {then} (now {now})")
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return ", ".join(changed[:limit]) + more
+
+
+def staleness(job: Job, kept: dict, accept_code_changes: bool = False) -> str:
+    """Why a kept result (or a checkpoint's arguments, `kept["args"]`) is not what this job would make today, in
+    one line; "" when it is. Settings always count; the code (the script's and common/'s fingerprints) unless
+    accepted (a change that leaves the numbers as they were)."""
+    settings, code = job.planned()
+    changed = difference(settings, comparable(kept.get("args", {})))
+    if changed:
+        return f"made with {changed}"
+    made_by = kept.get("code")
+    if made_by is not None and made_by.get("script") != code["script"]:
+        return f"made by {made_by.get('script')}, the arm runs {code['script']}"
+    if not accept_code_changes and made_by != code:
+        then = "code of unknown version" if made_by is None else f"other code ({fingerprint(made_by)})"
+        return f"made by {then}, now {fingerprint(code)} (--accept-code-changes if the numbers stay as they were)"
+    return ""
+
+
+def fingerprint(code: dict) -> str:
+    return f"{code.get('script')} {code.get('script_sha256')}, common/ {code.get('common_sha256')}"
 
 
 def build_grid(tasks, seeds, arms: list[Arm], budget: int, tuned: dict | None = None) -> list[Job]:
@@ -174,14 +297,48 @@ def build_grid(tasks, seeds, arms: list[Arm], budget: int, tuned: dict | None = 
     return jobs
 
 
-def skip_finished(jobs: list[Job], runs_dir: str, results_dir: str) -> None:
-    """Mark the jobs whose result is kept as skipped, unless a missing distillation needs the stage-1 buffer."""
-    for job in jobs:
+def skip_finished(
+    jobs: list[Job], runs_dir: str, results_dir: str, stale: str = "rerun", accept_code_changes: bool = False
+) -> None:
+    """Mark as skipped the jobs whose kept result is what they would make today (same script and code, same
+    settings, the script's defaults and the budget included), unless a missing distillation needs the stage-1
+    buffer. A stale result (made otherwise) is named in one line and run again, or with stale="refuse" the grid
+    stops; a distillation of a stale stage-1 result is stale too. An unfinished run made with other settings is
+    not resumed."""
+    stale_jobs = []
+    for job in sorted(jobs, key=lambda j: j.after is not None):  # training runs first, then their distillations
+        unfinished = job.unfinished_run(runs_dir) if job.after is None else None
+        why = unfinished and staleness(job, load_checkpoint(os.path.join(unfinished, "checkpoint.pt")), True)
+        if why:
+            job.stale_runs += (unfinished,)
+            print(f"not resumed: {unfinished}: {why}")
+        path = job.result_path(results_dir)
+        if not os.path.isfile(path):
+            continue
+        why = staleness(job, read_result(path), accept_code_changes)
+        if not why and job.after in stale_jobs:
+            why = f"it distils a stale {job.after.name} result"
+        if why:
+            stale_jobs.append(job)
+            print(f"stale: {path}: {why}" + ("" if stale == "refuse" else "; run again"))
+            continue
         needed = any(not os.path.isfile(d.result_path(results_dir)) for d in dependents_of(job, jobs))
-        stage1 = job.finished_run(runs_dir)
-        if os.path.isfile(job.result_path(results_dir)) and (not needed or stage1 and has_buffer(stage1)):
+        if not needed or has_fresh_buffer(job, runs_dir, accept_code_changes):
             job.state = "skipped"
             print(f"skip (finished): {job.task} {job.name} seed {job.seed}")
+    if stale_jobs and stale == "refuse":
+        raise UsageError(
+            f"{len(stale_jobs)} kept results are stale (listed above): without --stale refuse they run again"
+        )
+
+
+def has_fresh_buffer(job: Job, runs_dir: str, accept_code_changes: bool) -> bool:
+    """Whether the newest finished run of `job` (what its distillations read) still has its buffer and was made
+    as the job would make it today."""
+    run_dir = job.finished_run(runs_dir)
+    if not run_dir or not has_buffer(run_dir):
+        return False
+    return not staleness(job, read_result(os.path.join(run_dir, "result.json")), accept_code_changes)
 
 
 def dependents_of(job: Job, jobs: list[Job]) -> list[Job]:
@@ -216,11 +373,7 @@ def drop_buffer(run_dir: str | None) -> None:
 
 def read_tuned(path: str) -> dict:
     """benchmark/tuned.json: {task: {method: [flags]}}, written by python -m benchmark.tune --write-tuned."""
-    try:
-        with open(path) as f:
-            return json.load(f)["settings"]
-    except (OSError, ValueError, KeyError) as err:
-        raise UsageError(f"cannot read the tuned settings {path}: {err}") from None
+    return read_json(path, "tuned-settings file (python -m benchmark.tune --write-tuned)", ("settings",))["settings"]
 
 
 def log_path(job: Job, logs_dir: str) -> str:

@@ -52,16 +52,18 @@ def run_grid(
     address: str | None = None,
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
+    stale: str = "rerun",
+    accept_code_changes: bool = False,
 ) -> int:
     """Submit every job as a Ray task, distillations depending on their stage-1 task; returns the failures."""
     runs_dir, logs_dir = os.path.abspath(runs_dir), os.path.abspath(logs_dir)
+    skip_finished(jobs, runs_dir, results_dir, stale, accept_code_changes)
     # the workers import this module and benchmark.grid from the repository, at the same path on every node
     runtime_env = {"env_vars": {"PYTHONPATH": SCRIPTS_DIR}}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
-    skip_finished(jobs, runs_dir, results_dir)
     refs = {}
     for job in jobs:
         if job.state == "skipped":

@@ -1,8 +1,9 @@
-"""The benchmark report: the paper's claims tested with rliable statistics, from benchmark/results.
+"""The benchmark report: the paper's claims tested with rliable statistics, from a results tree.
 
-Reads each run's result.json kept by the grid, python -m benchmark.run
-(benchmark/results/{task}/{name}__{seed}.json), and the hand-written references
-(benchmark/results/references.json). Scores are normalised per task: 0 = random forces, 1 = the
+Reads each run's result.json kept by the grid, python -m benchmark.run ({results_dir}/{task}/{name}__{seed}.json;
+the benchmark versions' trees are benchmark/results/v2/, v3/, see benchmark/results/README.md), and the
+reference controllers' returns ({results_dir}/references.json if there is one, else the canonical
+benchmark/results/references.json). Scores are normalised per task: 0 = random forces, 1 = the
 full-information controller. With rliable (Agarwal et al. 2021): the interquartile mean (IQM) of
 the normalised final score with stratified-bootstrap 95% intervals, per task and across the tasks
 of a group, the probability of improvement P(X > Y) for each claim, and the IQM against env steps
@@ -23,14 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.grid import comparable, read_json, read_result
 from common.utils import UsageError
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent / "results" / "local"  # benchmark.run's default; versions: --results-dir
 BOOTSTRAP_SEED = 0  # the same resamples every time: the report regenerates exactly
 CHANNEL_TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
 CONTROL_TASKS = ("simple_tag-scripted", "simple_push-scripted", "simple_spread")
@@ -39,7 +42,7 @@ GROUPS = {"channel tasks": CHANNEL_TASKS, "controls": CONTROL_TASKS}
 SCOPES = {**GROUPS, **{task: (task,) for task in TASKS}}  # where a claim is tested: each group pooled, each task
 # predefined arm -> (label, colour, line style): CTEDD in blues, MADDPG in reds (differentiable), oranges (reinforced)
 METHODS = {
-    "ctedd_global": ("CTEDD-G", "#08306b", "-"),  # Benchmark v2's default: alpha 1, so sigma stays at 1
+    "ctedd_global": ("CTEDD-G", "#08306b", "-"),  # today's default: sigma_i(s) learned, alpha tuned (v2's: alpha 1)
     # issue #14 (docs/omega.md): alpha tuned to a target entropy, with --omega-reg 1e-3 (today's default) or 0
     "ctedd_global_learned_reg": ("CTEDD-G, learned σ (default)", "#006d2c", "-."),
     "ctedd_global_learned": ("CTEDD-G, learned σ, no omega-reg", "#41ab5d", "--"),
@@ -146,13 +149,63 @@ def with_combined(results, combined=COMBINED) -> dict:
 
 
 def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, dict[int, dict]]]:
-    """task -> arm -> seed -> result, for every arm with results on the report's tasks."""
+    """task -> arm -> seed -> result, for every arm with results on the report's tasks; a file that is not a
+    result.json of this project is refused in one line that names it."""
     results: dict = defaultdict(lambda: defaultdict(dict))
     for path in sorted(Path(results_dir).glob("*/*__*.json")):
         method, seed = path.stem.rsplit("__", 1)
         if path.parent.name in TASKS:
-            results[path.parent.name][method][int(seed)] = json.loads(path.read_text())
+            if not seed.isdigit():
+                raise UsageError(f"{path}: not a kept result's name ({{arm}}__{{seed}}.json)")
+            results[path.parent.name][method][int(seed)] = read_result(str(path))
     return {task: dict(methods) for task, methods in results.items()}
+
+
+def with_baseline(results: dict, baseline: dict) -> tuple[dict, list[str]]:
+    """The results with, on each task, the arms that only `baseline` has (e.g. Benchmark v3's, to compare a fork
+    with); and the names of the arms taken from it."""
+    merged, taken = {task: dict(methods) for task, methods in results.items()}, set()
+    for task, methods in baseline.items():
+        for arm, runs in methods.items():
+            if arm not in merged.setdefault(task, {}):
+                merged[task][arm] = runs
+                taken.add(arm)
+    return merged, sorted(taken)
+
+
+def warnings(results) -> list[str]:
+    """One line for each thing that makes a comparison of these results unfair: on a task, training arms run for
+    different budgets; an arm whose seeds were made with different settings or code; arms made by different
+    versions of common/ (or of unknown version: results kept before the code was recorded)."""
+    lines, versions = [], defaultdict(set)
+    for task, methods in results.items():
+        budgets = defaultdict(set)
+        for arm, runs in methods.items():
+            made = {}
+            for seed, result in sorted(runs.items()):
+                settings = {k: v for k, v in comparable(result["args"]).items() if k != "seed"}
+                code = result.get("code") or {}
+                made.setdefault(json.dumps([settings, code], sort_keys=True), (seed, settings, code))
+                versions[code.get("common_sha256", "unknown")].add(arm)
+                if "global_run" not in result["args"]:
+                    budgets[result["args"].get("total_timesteps")].add(arm)
+            if len(made) > 1:
+                (seed_a, settings_a, code_a), (seed_b, settings_b, code_b) = list(made.values())[:2]
+                keys = sorted(k for k in {*settings_a, *settings_b} if settings_a.get(k, "-") != settings_b.get(k, "-"))
+                what = ", ".join(
+                    f"--{k.replace('_', '-')} {settings_a.get(k, '-')} / {settings_b.get(k, '-')}" for k in keys
+                )
+                what = what or f"code {code_a or 'unknown'} / {code_b or 'unknown'}"
+                lines.append(
+                    f"{arm} on {task} mixes results made otherwise: seeds {seed_a} / {seed_b} differ in {what}"
+                )
+        if len(budgets) > 1:
+            parts = "; ".join(f"{b} env steps: {', '.join(sorted(arms))}" for b, arms in sorted(budgets.items()))
+            lines.append(f"on {task} the training arms ran different budgets ({parts})")
+    if len(versions) > 1:
+        parts = "; ".join(f"{v}: {', '.join(sorted(arms))}" for v, arms in sorted(versions.items()))
+        lines.append(f"the results were made by different versions of common/ ({parts})")
+    return lines
 
 
 def arms_of(results) -> list[str]:
@@ -195,11 +248,16 @@ def parse_claim(text: str, results) -> tuple[str, str, str]:
 
 
 def load_references(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, float]]:
-    """The reference controllers' returns per task (benchmark.reference_returns writes them), kept with the results."""
-    path = Path(results_dir) / "references.json"
+    """The reference controllers' returns per task (benchmark.reference_returns writes them): the results tree's own
+    copy if it keeps one, else the canonical benchmark/results/references.json."""
+    own = Path(results_dir) / "references.json"
+    canonical = Path(__file__).resolve().parent / "results" / "references.json"
+    path = own if own.is_file() else canonical
     if not path.is_file():
-        raise UsageError(f"{path} does not exist: copy benchmark/results/references.json beside the results")
-    return json.loads(path.read_text())["returns"]
+        raise UsageError(f"neither {own} nor {canonical} exists: write it with python -m benchmark.reference_returns")
+    return read_json(str(path), "reference returns file (python -m benchmark.reference_returns)", ("returns",))[
+        "returns"
+    ]
 
 
 def bootstrap_state() -> np.random.RandomState:
@@ -620,12 +678,24 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--title", default=None, help="the report's first line, a Markdown heading")
     parser.add_argument("--claim", action="append", default=[], help="X>Y or X>Y:curve, X and Y arms (repeatable)")
+    parser.add_argument(
+        "--baseline", default=None, help="a results tree (e.g. benchmark/results/v3) for the arms --results-dir lacks"
+    )
     cli = parser.parse_args()
-    found_results = load_results(cli.results_dir)
-    if not found_results:
-        raise SystemExit(f"error: no results in {cli.results_dir}")
     try:
+        found_results = load_results(cli.results_dir)
+        if cli.baseline:
+            found_results, from_baseline = with_baseline(found_results, load_results(cli.baseline))
+            print(f"from {cli.baseline}: {', '.join(from_baseline) or 'no arm'}", file=sys.stderr)
+        if not found_results:
+            raise UsageError(f"no results in {cli.results_dir}")
         refs = load_references(cli.results_dir)
+        messages_file = Path(cli.results_dir) / "messages.json"
+        messages = (
+            read_json(str(messages_file), "messages file (benchmark.analysis.messages)")
+            if messages_file.is_file()
+            else None
+        )
         added = [parse_claim(text, found_results) for text in cli.claim]
         pooled = with_combined(found_results)  # the combined arms, for the across-task statistics
     except UsageError as err:
@@ -633,6 +703,9 @@ if __name__ == "__main__":
     claims = CLAIMS + [claim for claim in added if claim not in CLAIMS]
     if cli.title:
         print(f"# {cli.title}\n")
+    for line in warnings(found_results):
+        print(f"warning: {line}", file=sys.stderr)
+        print(f"> warning: {line}\n")
     print("## Final scores per task\n\n" + final_table(found_results, refs, cli.reps))
     text, aggregates = aggregate_table(pooled, refs, cli.reps)
     print("\n## Across tasks\n\n" + text)
@@ -658,12 +731,11 @@ if __name__ == "__main__":
         "\n## Reaching the goal, final evaluation (Lowe et al. 2017, Table 1, as commonly cited: 84.0% for MADDPG,"
         " 32.0% for DDPG on cooperative communication)\n\n" + goal_table(found_results)
     )
-    messages_file = Path(cli.results_dir) / "messages.json"
-    if messages_file.is_file():
+    if messages is not None:
         print(
             "\n## What the bits say: I(goal; message) of each sender, 1000 evaluation episodes per run"
             " (at most log2 3 = 1.58 bits and at most k; python -m benchmark.analysis.messages)\n\n"
-            + messages_table(json.loads(messages_file.read_text()))
+            + messages_table(messages)
         )
     print("\n## Run time\n\n" + run_time_table(found_results))
     if cli.figures:

@@ -85,11 +85,13 @@ def run_grid(
     results_dir: str = RESULTS_DIR,
     keep_buffers: bool = False,
     poll_seconds: float = 2.0,
+    stale: str = "rerun",
+    accept_code_changes: bool = False,
 ) -> int:
     """Run the jobs on this machine, `workers` at a time, distillations after their stage-1 run.
     Returns the failures. Each finished run's result.json is copied to `results_dir`."""
     os.makedirs(logs_dir, exist_ok=True)
-    skip_finished(jobs, runs_dir, results_dir)
+    skip_finished(jobs, runs_dir, results_dir, stale, accept_code_changes)
     failures = 0
     while any(job.state in ("waiting", "running") for job in jobs):
         for job in jobs:
@@ -170,6 +172,18 @@ if __name__ == "__main__":
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--logs-dir", default="benchmark/logs")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help="where finished runs' result.json are kept")
+    parser.add_argument(
+        "--stale",
+        choices=["rerun", "refuse"],
+        default="rerun",
+        help="a kept result made otherwise than the arm's command would run today: run it again, or stop",
+    )
+    parser.add_argument(
+        "--accept-code-changes",
+        action="store_true",
+        help="count kept results made by other code but the same settings as finished (a change known to leave the"
+        " numbers as they were)",
+    )
     parser.add_argument("--keep-buffers", action="store_true", help="keep stage-1 buffers after their distillations")
     parser.add_argument("--backend", choices=["local", "ray"], default="local", help="local: a process pool here")
     parser.add_argument("--address", default=None, help="ray: an existing cluster (default: start Ray here)")
@@ -193,14 +207,35 @@ if __name__ == "__main__":
         for job in grid:
             print(shlex.join(job.command(cli.runs_dir)))
         raise SystemExit(0)
-    if cli.backend == "ray":
-        from benchmark import ray_grid
+    try:
+        if cli.backend == "ray":
+            from benchmark import ray_grid
 
-        gpus = 1.0 if cli.cuda else 0.0
-        failed = ray_grid.run_grid(
-            grid, cli.runs_dir, cli.logs_dir, cli.results_dir, cli.keep_buffers, cli.address, cli.cpus_per_run, gpus
-        )
-    else:
-        failed = run_grid(grid, cli.workers, cli.runs_dir, cli.logs_dir, cli.results_dir, cli.keep_buffers)
+            gpus = 1.0 if cli.cuda else 0.0
+            failed = ray_grid.run_grid(
+                grid,
+                cli.runs_dir,
+                cli.logs_dir,
+                cli.results_dir,
+                cli.keep_buffers,
+                cli.address,
+                cli.cpus_per_run,
+                gpus,
+                cli.stale,
+                cli.accept_code_changes,
+            )
+        else:
+            failed = run_grid(
+                grid,
+                cli.workers,
+                cli.runs_dir,
+                cli.logs_dir,
+                cli.results_dir,
+                cli.keep_buffers,
+                stale=cli.stale,
+                accept_code_changes=cli.accept_code_changes,
+            )
+    except UsageError as err:
+        raise SystemExit(f"error: {err}") from None
     print(f"{len(grid)} runs, {failed} failed")
     raise SystemExit(1 if failed else 0)

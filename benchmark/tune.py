@@ -275,6 +275,7 @@ def tuning_report(task: str, figure: str | None) -> str:
 
 
 TUNED_RESULTS = ROOT / "benchmark" / "results" / "tuned"  # the grid's runs at the tuned settings, seeds 1-5
+V2_RESULTS = ROOT / "benchmark" / "results" / "v2"  # Benchmark v2's runs, at the settings before tuning
 COMPARED = ("ctedd_global", "ctedd_distill_k3", "maddpg_k3_differentiable", "maddpg_k3_reinforced")
 PAPER_REACH = {"MADDPG (Lowe et al. 2017, Table 1)": 0.84, "DDPG (same table)": 0.32}  # as commonly cited
 
@@ -283,11 +284,11 @@ def compare(
     task: str, figure: str | None = None, results: Path = TUNED_RESULTS, baseline: Path | None = None, reps: int = 2000
 ) -> str:
     """Each method's runs in `results` (default: at the tuned settings) against those in `baseline` (default: Benchmark
-    v2, benchmark/results), seeds 1-5: final return, normalised IQM, P(results > baseline), the largest fall from the
+    v2, benchmark/results/v2), seeds 1-5: final return, normalised IQM, P(results > baseline), the largest fall from the
     best point of the curve, and the goal measures; with `figure`, both learning curves, one panel per method."""
     references = report.load_references()
-    baseline = baseline or report.RESULTS_DIR
-    new, old_name = Path(results).name, "v2" if baseline == report.RESULTS_DIR else Path(baseline).name
+    baseline = baseline or V2_RESULTS
+    new, old_name = Path(results).name, Path(baseline).name
     v2, tuned = report.load_results(baseline).get(task, {}), report.load_results(results).get(task, {})
     lines = [f"### {task}: {new} against {old_name}, evaluation seeds 1-5", ""]
     columns = f"{old_name} final | {new} final | {new} IQM [95% CI] | P({new} > {old_name}) [95% CI] | fall from best"

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from common.utils import UsageError, atomic_write
+from common.utils import UsageError
 
 FORMAT_VERSION = 3  # 3: per-agent fields agent-major; 2: the task (env id, opponents, neighbour limits)
 PER_AGENT = ("obs", "actions", "rewards", "next_obs", "policy_means")  # stored (N, capacity, ...)
@@ -153,12 +153,8 @@ class ReplayBuffer:
         for start in range(0, len(order), batch_size):
             yield self.get(order[start : start + batch_size])
 
-    def save(self, path: str | os.PathLike, task: str) -> None:
-        """Write the content, oldest first, to an .npz file, atomically."""
-        atomic_write(path, self.writer(task))
-
     def writer(self, task: str) -> Callable:
-        """write(file): the content, oldest first, as an .npz file."""
+        """write(file): the content, oldest first, as an .npz file (for common.utils.atomic_write)."""
         order = self.chronological_indices()
         arrays = {name: array[:, order] if name in PER_AGENT else array[order] for name, array in self.data.items()}
         arrays["meta_version"] = np.array(FORMAT_VERSION)
@@ -179,7 +175,7 @@ class ReplayBuffer:
         device: str | torch.device = "cpu",
         seed: int | None = None,
     ) -> ReplayBuffer:
-        """Read a buffer written by `save`; refuses files that do not fit the environment."""
+        """Read a buffer written by `writer`; refuses files that do not fit the environment."""
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"replay buffer {path} does not exist")
@@ -208,8 +204,6 @@ class ReplayBuffer:
             if name not in arrays or arrays[name].shape != shape:
                 got = arrays[name].shape if name in arrays else "missing"
                 raise UsageError(f"replay buffer {path}: {name} has shape {got}, expected {shape}")
-        if "teacher_actions" in arrays:  # the name of the field in buffers written before December 2026
-            arrays["policy_means"] = arrays.pop("teacher_actions")
         with_means = "policy_means" in arrays
         buffer = cls(capacity or max(size, 1), num_agents, obs_width, state_dim, action_dim, with_means, device, seed)
         if size > buffer.capacity:

@@ -3,17 +3,20 @@
 None of this is the algorithm. A run directory `runs/{run_name}` holds the tensorboard events,
 and with `--save-model`: `checkpoint.pt` (every network, optimizer and the RNG, resumable) with
 `buffer.npz` (the replay buffer, oldest first) every `--checkpoint-frequency` env steps, and at
-the end `{exp_name}.cleanrl_model` (the arguments and the trained networks).
+the end `{exp_name}.cleanrl_model` (the arguments and the trained networks). Every checkpoint records
+the file name of the script that wrote it: another script's is refused, naming it.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -29,7 +32,6 @@ from common.utils import (
     atomic_write_all,
     check_numbers,
     load_checkpoint,
-    multiples_in,
     progress_line,
     save_checkpoint,
 )
@@ -86,10 +88,52 @@ class TrainArgs(RunArgs):
 
 
 def check_training(args) -> None:
-    """The checks every training script makes first: the numbers' ranges, the task, what saving needs."""
+    """The checks every training script makes first: the numbers' ranges, the task, what saving needs, a
+    budget that trains (a resumed run's is checked against its own arguments, in resume_args)."""
     check_numbers(args)
     check_task(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
     check_saving(args)
+    if not args.resume:
+        check_budget(args)
+
+
+def check_budget(args) -> None:
+    """A budget that ends before learning starts trains nothing: refuse it."""
+    if args.total_timesteps <= args.learning_starts:
+        raise UsageError(
+            f"--total-timesteps {args.total_timesteps} ends before learning starts at --learning-starts "
+            f"{args.learning_starts}: nothing would be trained"
+        )
+
+
+# the arguments that only one of the scripts has: they tell which script (or a fork of which) saved a checkpoint
+OWN_ARGUMENTS = {
+    "maddpg.py": ("exploration_noise",),
+    "ctedd_global.py": ("alpha", "fixed_sigma"),
+    "ctedd_distill.py": ("global_run",),
+}
+
+
+def script_of(Args) -> str:
+    """The file name of the script whose arguments `Args` are: as in CleanRL, the default of its exp_name is
+    `os.path.basename(__file__)` without ".py" (a fork my_ctedd.py records itself)."""
+    return f"{Args.__dataclass_fields__['exp_name'].default}.py"
+
+
+def kind_of(fields) -> str | None:
+    """maddpg.py, ctedd_global.py or ctedd_distill.py: the script that has the arguments named `fields` (for
+    a fork, the script it copies); None: none of them."""
+    return next((script for script, own in OWN_ARGUMENTS.items() if any(name in fields for name in own)), None)
+
+
+def check_written_by(checkpoint: dict, path: str, script: str, fields) -> None:
+    """Refuse, in one line naming the script that wrote it, a checkpoint of another script than `script`, whose
+    arguments are named `fields`. The writer is recorded in the checkpoint, or told by its arguments where it is
+    not (checkpoints written before it was); scripts are told apart by kind_of their arguments, so that a fork
+    reads the checkpoints of the script it copies."""
+    written, kind = kind_of(checkpoint["args"]), kind_of(fields)
+    if written is not None and kind is not None and written != kind:
+        raise UsageError(f"checkpoint {path} was written by {checkpoint.get('script', written)}, not {script}")
 
 
 def log_progress(writer, step: int, args, start_step: int, start_time: float, returns: list, stopwatch) -> None:
@@ -142,6 +186,7 @@ def stage1_model(run_dir: str) -> tuple[str, dict, dict]:
     if len(models) != 1:
         raise UsageError(f"{run_dir} holds {len(models)} *.cleanrl_model files, expected the one of ctedd_global.py")
     checkpoint = load_checkpoint(models[0])
+    check_written_by(checkpoint, models[0], "ctedd_global.py", OWN_ARGUMENTS["ctedd_global.py"])
     return models[0], checkpoint, model_settings(checkpoint, models[0])
 
 
@@ -163,6 +208,7 @@ def evaluate_checkpoint(args, Args, make_policy, actor, device: torch.device) ->
     """--eval-checkpoint: evaluate a saved model on `args.eval_episodes` episodes (and record a GIF
     of the first with --capture-video); the checkpoint's task must be the one asked for."""
     checkpoint = load_checkpoint(args.eval_checkpoint)
+    check_written_by(checkpoint, args.eval_checkpoint, script_of(Args), Args.__dataclass_fields__)
     saved = saved_args(checkpoint, Args)
     if task_of(vars(saved)) != task_of(vars(args)):
         raise UsageError(
@@ -173,7 +219,8 @@ def evaluate_checkpoint(args, Args, make_policy, actor, device: torch.device) ->
     try:
         policy.load_state_dict(checkpoint["policy"])
     except (KeyError, RuntimeError) as err:
-        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {err}") from err
+        reason = " ".join(str(err).split())  # torch's lists of missing and unexpected keys, on one line
+        raise UsageError(f"checkpoint {args.eval_checkpoint} does not fit {envs.task}: {reason}") from err
     act = actor(policy, device)
     result = evaluate(envs, act, EVAL_SEED)
     if args.capture_video:
@@ -202,7 +249,9 @@ def start_or_resume(args, Args) -> tuple[object, dict | None, str]:
 
 def resume_args(args, Args) -> tuple[object, dict]:
     """--resume DIR: the arguments of that run, with this command's budget, and its last checkpoint."""
-    checkpoint = load_checkpoint(os.path.join(args.resume, "checkpoint.pt"))
+    path = os.path.join(args.resume, "checkpoint.pt")
+    checkpoint = load_checkpoint(path)
+    check_written_by(checkpoint, path, script_of(Args), Args.__dataclass_fields__)
     saved = saved_args(checkpoint, Args)
     if checkpoint["global_step"] >= args.total_timesteps:
         raise UsageError(
@@ -210,6 +259,7 @@ def resume_args(args, Args) -> tuple[object, dict]:
             f"pass --total-timesteps above it to continue"
         )
     saved.resume, saved.total_timesteps = args.resume, args.total_timesteps
+    check_budget(saved)
     return saved, checkpoint
 
 
@@ -258,21 +308,14 @@ def check_saving(args) -> None:
         raise UsageError(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}")
 
 
-def checkpoint_due(global_step: int, done_steps: int, args) -> bool:
-    """Whether a periodic checkpoint falls in the env steps just taken (not at the end: the run saves then)."""
-    every = args.checkpoint_frequency
-    return (
-        bool(every) and multiples_in(global_step + 1, done_steps + 1, every) > 0 and done_steps < args.total_timesteps
-    )
-
-
 def save_run(run_dir: str, args, modules: dict, rb: ReplayBuffer, envs, global_step: int, evaluations: list, **loop):
     """A resumable checkpoint of everything the rest of the run depends on, so that a resumed run equals the
     uninterrupted one: the replay buffer (buffer.npz) and, in checkpoint.pt, the weights and optimizers, every
     random generator (torch's, numpy's and Python's global ones, the buffer's, the environments'), the
-    environments mid-episode and the script's own `loop` state (tensors or plain values)."""
+    environments mid-episode and the script's own `loop` state (tensors or plain values), and which script wrote it."""
     checkpoint = {name: module.state_dict() for name, module in modules.items()}
-    checkpoint.update(args=vars(args), global_step=global_step, torch_rng=torch.get_rng_state())
+    checkpoint.update(args=vars(args), script=script_of(type(args)))
+    checkpoint.update(global_step=global_step, torch_rng=torch.get_rng_state())
     if torch.cuda.is_available():
         checkpoint["cuda_rng"] = torch.cuda.get_rng_state_all()
     checkpoint.update(evaluations=json.dumps(evaluations))  # a string: weights_only loading takes plain values
@@ -288,18 +331,39 @@ def save_run(run_dir: str, args, modules: dict, rb: ReplayBuffer, envs, global_s
 
 
 def save_model(run_dir: str, args, script: str, policy, critics) -> str:
-    """The trained model, `{exp_name}.cleanrl_model`, and the command that evaluates it."""
+    """The trained model, `{exp_name}.cleanrl_model`, with the file name of the `script` that wrote it, and the
+    command that evaluates it."""
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-    save_checkpoint(model_path, {"args": vars(args), "policy": policy.state_dict(), "critics": critics.state_dict()})
+    networks = {"policy": policy.state_dict(), "critics": critics.state_dict()}
+    save_checkpoint(model_path, {"args": vars(args), "script": script, **networks})
     print(f"model saved to {model_path}; evaluate it with:")
     print(f"  python {script} {task_flags(vars(args))} --eval-checkpoint {model_path}")
     return model_path
 
 
-def save_result(run_dir: str, settings: dict, evaluations: list, seconds: dict, start_time: float, **extra) -> dict:
+def code_version(script: str) -> dict:
+    """What a run's code was: its script's file name and a fingerprint (sha256, 12 hex digits) of the script and
+    of `common/`, the package every script imports. The grid compares them to tell a kept result made by other
+    code (python -m benchmark.run --accept-code-changes)."""
+    common = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "*.py")))
+    digest = hashlib.sha256()
+    for path in common:
+        digest.update(os.path.basename(path).encode() + b"\0" + Path(path).read_bytes())
+    script_digest = hashlib.sha256(Path(script).read_bytes()).hexdigest()[:12]
+    return {
+        "script": os.path.basename(script),
+        "script_sha256": script_digest,
+        "common_sha256": digest.hexdigest()[:12],
+    }
+
+
+def save_result(
+    run_dir: str, script: str, settings: dict, evaluations: list, seconds: dict, start_time: float, **extra
+) -> dict:
     """result.json, the run in compact form: the evaluation curve (env step, mean return summed over
     the learning agents, per team), the final evaluation with each episode's summed return, where
-    the time went. The benchmark grid (python -m benchmark.run) keeps it under benchmark/results/."""
+    the time went, the settings and the code that made it (`script`: the running script's path). The benchmark
+    grid (python -m benchmark.run) keeps it under benchmark/results/."""
     step, final = evaluations[-1]
     result = {
         "task": task_of(settings),
@@ -311,6 +375,7 @@ def save_result(run_dir: str, settings: dict, evaluations: list, seconds: dict, 
         "minutes": (time.time() - start_time) / 60,
         "seconds": seconds,
         "args": settings,
+        "code": code_version(script),
         **extra,
     }
     atomic_write(f"{run_dir}/result.json", lambda f: f.write(json.dumps(result, indent=1).encode()))

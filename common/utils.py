@@ -136,11 +136,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def multiples_in(start: int, stop: int, every: int, first: int = 0) -> int:
-    """How many multiples of `every` lie in [max(start, first), stop): e.g. the learning iterations due
-    (one per `every` env steps from env step `first` on) while env steps start .. stop - 1 were taken."""
-    start = max(start, first)
-    return max(0, -(-stop // every) - -(-start // every))
+def due(global_step: int, num_envs: int, every: int, offset: int = 0, start: int = 0) -> int:
+    """How many times an event scheduled every `every` env steps falls in the env steps the training loop
+    just took, global_step .. global_step + num_envs - 1 (env step t, counted from 0, is the (t + 1)-th).
+
+    One convention for every event: it falls on the env steps t >= start with t % every == offset % every
+    (every 0: never). The learning iterations, offset 0: env steps 0, every, 2 * every, ... from `start` on.
+    "After every `every` env steps" (evaluations, checkpoints), offset -1: the env step whose count t + 1
+    reaches a multiple of `every`. The loop stepping B environments at once does what a one-environment
+    loop does, batch by batch: each event falls in the batch that holds its env step."""
+    if not every:
+        return 0
+    first, stop = max(global_step, start) - offset, global_step + num_envs - offset
+    return max(0, -(-stop // every) - -(-first // every))
 
 
 def progress_line(

@@ -51,32 +51,51 @@ def in_tmp(tmp_path, monkeypatch):
 
 FAKE_SCRIPT = textwrap.dedent(
     """
-    import glob, os, sys, time
-    argv = sys.argv[1:]
-    def arg(name, default=None):
-        return argv[argv.index(name) + 1] if name in argv else default
-    script = os.path.basename(__file__)
-    exp, seed = arg("--exp-name"), arg("--seed")
-    with open("events.txt", "a") as f:
-        f.write(f"start {script} {exp} {seed} {arg('--global-run', '')} {time.time()}\\n")
-    if os.environ.get("FAIL") == f"{script}:{seed}":
-        sys.exit(1)
-    time.sleep(0.3)
-    if arg("--global-run"):
-        assert glob.glob(os.path.join(arg("--global-run"), "*.cleanrl_model"))  # a finished stage-1 run
-        env = os.path.basename(arg("--global-run")).split("__")[0]
-        run_dir = f"runs/{env}__{exp}__k{arg('--message-bits')}__{seed}__{time.time_ns()}"
-    else:
-        task = arg("--env-id") + ("-scripted" if arg("--opponents") == "scripted" else "")
-        run_dir = f"runs/{task}__{exp}__{seed}__{time.time_ns()}"
-    os.makedirs(run_dir)
-    open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
-    with open(os.path.join(run_dir, "result.json"), "w") as f:
-        f.write('{"run": "%s"}' % run_dir)
-    if script == "ctedd_global.py":
-        open(os.path.join(run_dir, "buffer.npz"), "w").close()
-    with open("events.txt", "a") as f:
-        f.write(f"end {script} {exp} {seed} {run_dir} {time.time()}\\n")
+    import dataclasses, glob, json, os, sys, time
+    import tyro
+    from common.runs import code_version
+    @dataclasses.dataclass
+    class Args:  # the flags the grid passes, with defaults as a script has them
+        exp_name: str = "fake"
+        seed: int = 1
+        env_id: str = "simple_spread"
+        opponents: str = "learn"
+        agent_neighbors: int | None = None
+        landmark_neighbors: int | None = None
+        total_timesteps: int = 1000
+        save_model: bool = False
+        checkpoint_frequency: int = 0
+        message_bits: int = 0
+        channel: str = "differentiable"
+        global_run: str | None = None
+        learning_rate: float = 0.001
+        alpha: float = 1.0
+    if __name__ == "__main__":
+        args = tyro.cli(Args)
+        script = os.path.basename(__file__)
+        exp, seed = args.exp_name, args.seed
+        with open("events.txt", "a") as f:
+            f.write(f"start {script} {exp} {seed} {args.global_run or ''} {time.time()}\\n")
+        if os.environ.get("FAIL") == f"{script}:{seed}":
+            sys.exit(1)
+        time.sleep(0.3)
+        if args.global_run:
+            assert glob.glob(os.path.join(args.global_run, "*.cleanrl_model"))  # a finished stage-1 run
+            task = os.path.basename(args.global_run).split("__")[0]
+            args.env_id, args.opponents = task.split("-")[0], "scripted" if "-scripted" in task else "learn"
+            run_dir = f"runs/{task}__{exp}__k{args.message_bits}__{seed}__{time.time_ns()}"
+        else:
+            task = args.env_id + ("-scripted" if args.opponents == "scripted" else "")
+            run_dir = f"runs/{task}__{exp}__{seed}__{time.time_ns()}"
+        os.makedirs(run_dir)
+        open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
+        result = {"run": run_dir, "curve": [], "final": {}, "args": vars(args), "code": code_version(__file__)}
+        with open(os.path.join(run_dir, "result.json"), "w") as f:
+            json.dump(result, f)
+        if script == "ctedd_global.py":
+            open(os.path.join(run_dir, "buffer.npz"), "w").close()
+        with open("events.txt", "a") as f:
+            f.write(f"end {script} {exp} {seed} {run_dir} {time.time()}\\n")
     """
 )
 
@@ -90,5 +109,6 @@ def fake_scripts(tmp_path, monkeypatch):
     from benchmark import grid
 
     monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the fakes import common, as the scripts beside it do
     monkeypatch.chdir(tmp_path)
     return tmp_path

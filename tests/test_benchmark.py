@@ -1,4 +1,3 @@
-import copy
 import glob
 import json
 import math
@@ -7,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import FAKE_SCRIPT, assert_one_line_error, run_module
+from conftest import FAKE_SCRIPT, ROOT, assert_one_line_error, run_module
 
 from benchmark import grid, report, run
-from common.utils import UsageError
+from common.utils import UsageError, save_checkpoint
 
 
 def tag_grid(seeds=(1, 2)):
@@ -178,6 +176,85 @@ def test_on_a_fresh_machine_the_grid_goes_on_from_the_kept_results(fake_scripts)
     started = sorted((e[1], e[2]) for e in read_events(fake_scripts) if e[0] == "start")
     # the missing distillation needs its stage-1 buffer again; everything else is kept
     assert started == [("ctedd_distill.py", "ctedd_distill"), ("ctedd_global.py", "ctedd_global")]
+
+
+def rerun_tag_grid(root, **options) -> list[tuple[str, str]]:
+    """Run the seed-1 tag grid again on the kept results; the (script, exp name) of the runs it started."""
+    (root / "events.txt").unlink(missing_ok=True)
+    grid_options = dict(workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+    assert run.run_grid(tag_grid([1]), **grid_options, **options) == 0
+    events = read_events(root) if (root / "events.txt").exists() else []
+    return sorted((e[1], e[2]) for e in events if e[0] == "start")
+
+
+def test_a_kept_result_made_with_other_settings_is_run_again_or_refused(fake_scripts, capsys):
+    assert rerun_tag_grid(fake_scripts) == [("ctedd_distill.py", "ctedd_distill")] * 2 + [
+        ("ctedd_global.py", "ctedd_global"),
+        ("maddpg.py", "maddpg_k1_differentiable"),
+        ("maddpg.py", "maddpg_k3_differentiable"),
+    ]
+    path = fake_scripts / "results" / "simple_tag-scripted" / "ctedd_global__1.json"
+    kept = json.loads(path.read_text())
+    path.write_text(json.dumps({**kept, "args": {**kept["args"], "learning_rate": 0.01}}))  # a planted stale result
+    capsys.readouterr()
+    with pytest.raises(UsageError, match="3 kept results are stale"):  # the stage-1 run and its two distillations
+        rerun_tag_grid(fake_scripts, stale="refuse")
+    out = capsys.readouterr().out
+    assert "ctedd_global__1.json: made with --learning-rate 0.01 (now 0.001)" in out
+    assert "ctedd_distill_k1__1.json: it distils a stale ctedd_global result" in out
+    assert not (fake_scripts / "events.txt").exists()  # refused before anything ran
+    distillations = [("ctedd_distill.py", "ctedd_distill")] * 2
+    assert rerun_tag_grid(fake_scripts) == [*distillations, ("ctedd_global.py", "ctedd_global")]
+    assert json.loads(path.read_text())["args"]["learning_rate"] == 0.001  # made again at today's settings
+    assert rerun_tag_grid(fake_scripts) == []  # and kept
+
+
+def test_a_kept_result_made_by_other_code_or_defaults_is_run_again(fake_scripts, capsys):
+    rerun_tag_grid(fake_scripts)
+    script = fake_scripts / "scripts" / "maddpg.py"
+    script.write_text(script.read_text() + "\n# a change that leaves the numbers as they were\n")
+    capsys.readouterr()
+    assert rerun_tag_grid(fake_scripts, accept_code_changes=True) == []  # the same settings: accepted
+    runs_of_maddpg = [("maddpg.py", "maddpg_k1_differentiable"), ("maddpg.py", "maddpg_k3_differentiable")]
+    assert rerun_tag_grid(fake_scripts) == runs_of_maddpg
+    assert "made by other code (maddpg.py " in capsys.readouterr().out
+    script.write_text(script.read_text().replace("learning_rate: float = 0.001", "learning_rate: float = 0.002"))
+    assert rerun_tag_grid(fake_scripts, accept_code_changes=True) == runs_of_maddpg  # a default changed: never kept
+    assert "made with --learning-rate 0.001 (now 0.002)" in capsys.readouterr().out
+
+
+def test_an_unfinished_run_made_with_other_settings_is_not_resumed(fake_scripts, capsys):
+    (job,) = grid.build_grid(["simple_spread"], [1], grid.predefined_arms([], ["ctedd"]), 5000)
+    run_dir = fake_scripts / "runs" / "simple_spread__ctedd_global__1__1"
+    run_dir.mkdir(parents=True)
+    settings = {
+        **grid.script_args(str(fake_scripts / "scripts" / "ctedd_global.py"), "")().__dict__,
+        "env_id": "simple_spread",
+    }
+    save_checkpoint(run_dir / "checkpoint.pt", {"args": {**settings, "total_timesteps": 5000}})
+    grid.skip_finished([job], "runs", "results")
+    assert "--resume" in job.command("runs")  # made as the job would make it: resumed
+    save_checkpoint(run_dir / "checkpoint.pt", {"args": {**settings, "total_timesteps": 5000, "alpha": 0.3}})
+    job.stale_runs = ()
+    grid.skip_finished([job], "runs", "results")
+    assert "--resume" not in job.command("runs")
+    assert (
+        "not resumed: runs/simple_spread__ctedd_global__1__1: made with --alpha 0.3 (now 1.0)"
+        in capsys.readouterr().out
+    )
+
+
+def test_a_corrupt_or_foreign_kept_result_is_one_line_of_error(tmp_path):
+    kept = tmp_path / "results" / "simple_spread" / "ctedd_global__1.json"
+    kept.parent.mkdir(parents=True)
+    args = ["--tasks", "simple_spread", "--seeds", "1", "--methods", "ctedd", "--bits", "1", "--results-dir"]
+    for content, reason in (("{", "is not valid JSON"), ("[1, 2]", "is not a result.json of this project's scripts")):
+        kept.write_text(content)
+        result = run_module("benchmark.run", *args, str(tmp_path / "results"), cwd=tmp_path)
+        assert_one_line_error(result, f"{kept} {reason}")
+        assert_one_line_error(
+            run_module("benchmark.report", "--results-dir", str(tmp_path / "results"), cwd=tmp_path), reason
+        )
 
 
 def test_a_failed_run_is_reported_and_does_not_stop_the_others(fake_scripts, monkeypatch, capsys):
@@ -380,67 +457,6 @@ def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):
     assert set(sigma.load_results("results", ["ctedd_global"])) == {(task, "ctedd_global__1")}
 
 
-def test_the_omega_probe_reads_a_saved_run(in_tmp):
-    import ctedd_global
-    from benchmark.analysis import omega_probe
-
-    args = dict(env_id="simple_speaker_listener", total_timesteps=2000, learning_starts=200, train_frequency=10)
-    ctedd_global.main(ctedd_global.Args(**args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4))
-    (run_dir,) = Path("runs").iterdir()
-    found = omega_probe.probe(str(run_dir), [0.01], [0.01], iterations=3, seed=0, episodes=4, probe_size=32, samples=8)
-    assert set(found["oracle"]) == {f"{found['final alpha']:g}", "0.01"}  # the run's own alpha, and those asked
-    assert set(found["retrained"]["0.01"]) == set(omega_probe.VARIANTS)
-    assert [row["Q at"] for row in found["estimator"]] == ["clipped action", "unclipped sample"]
-    assert "| 0.01 | as trained |" in omega_probe.markdown(found)
-    ctedd_global.main(
-        ctedd_global.Args(
-            **args, batch_size=32, eval_frequency=1000, eval_episodes=2, num_envs=4, fixed_sigma=0.3, exp_name="fixed"
-        )
-    )
-    (fixed_dir,) = Path("runs").glob("*__fixed__*")
-    with pytest.raises(SystemExit, match="not a finished ctedd_global.py run with a learned sigma"):
-        omega_probe.load_run(str(fixed_dir))  # no omega_i to probe
-
-
-class StateQuadraticCritic:
-    """Q_i(s, a) = -c(s) * ||a_i||^2 with c(s) = state[:, 0]; means at 0, so Q_i(s, mu) = 0 and
-    eq. (1)'s objective -2 c sigma^2 + alpha * 2 log sigma peaks at sigma^2 = alpha / (2 c(s))."""
-
-    def own_action(self, states, actions, own_actions):
-        return -states[:, 0] * (own_actions**2).sum(-1)
-
-    def __call__(self, states, actions):
-        return -states[:, 0] * (actions**2).sum(-1)
-
-
-def test_the_omega_probes_oracle_finds_the_state_dependent_optimum():
-    from benchmark.analysis import omega_probe
-
-    alpha, c = 0.02, torch.tensor([0.25, 1.0, 4.0, 0.5])
-    states = torch.stack([c, torch.zeros(4)], dim=1)
-    best = omega_probe.oracle(StateQuadraticCritic(), states, torch.zeros(1, 4, 2), alpha, 512, torch.Generator())
-    theory = 0.5 * torch.log(alpha / (2 * c))
-    grid_step = omega_probe.LOG_SIGMA_GRID[1] - omega_probe.LOG_SIGMA_GRID[0]
-    assert (best[0] - theory).abs().max() <= grid_step  # the grid point next to the optimum, for every state
-    assert best[0].argsort().tolist() == theory.argsort().tolist()
-
-
-def test_the_omega_probe_retrains_omega_to_the_fixed_point_of_eq1():
-    import ctedd_global
-    from benchmark.analysis import omega_probe
-
-    torch.manual_seed(0)
-    policy = ctedd_global.GlobalPolicy(1, 2, 16)
-    with torch.no_grad():  # mu(s) = 0 everywhere
-        policy.mean_heads.weight.zero_()
-        policy.mean_heads.bias.zero_()
-    alpha, c = 0.02, 1.0
-    states = torch.cat([torch.full((256, 1), c), torch.randn(256, 1)], dim=1)
-    log_std = omega_probe.retrain(policy, StateQuadraticCritic(), states, alpha, iterations=1500, seed=0)
-    sigma = log_std.exp().mean().item()
-    assert abs(sigma - math.sqrt(alpha / (2 * c))) < 0.2 * math.sqrt(alpha / (2 * c))
-
-
 def test_the_report_bootstraps_the_same_resamples_every_time():
     """rliable draws its resample indices from numpy's global generator: the report must seed it."""
     rng = np.random.default_rng(0)
@@ -451,27 +467,6 @@ def test_the_report_bootstraps_the_same_resamples_every_time():
     assert first[0] == again[0] and np.array_equal(first[1], again[1])
     intervals = [report.iqm_intervals({"x": x}, reps=200)[1]["x"].tolist() for _ in range(2)]
     assert intervals[0] == intervals[1]
-
-
-def test_profile_update_cuts_learning_iterations_from_sample_to_the_next_mark():
-    from benchmark.analysis import profile_update
-
-    # a loop step: its check, two iterations (sample ... sample ...), the next checks; then a step without any
-    marks = [("check", 0, 1), ("sample", 2, 3), ("sample", 5, 6), ("check", 9, 10), ("check", 11, 12)]
-    marks += [("check", 20, 21), ("sample", 22, 23), ("check", 30, 31)]
-    assert profile_update.iterations_of(marks) == [(1, 5), (5, 9), (21, 30)]
-
-
-def test_profile_update_splits_a_real_iteration_into_its_kinds(in_tmp):
-    from benchmark.analysis import profile_update
-
-    result = profile_update.worker("maddpg.py", [], 3, 1, "simple_spread", False, profile_update.ROOT)
-    split = result["split_ms"]
-    assert result["iterations"] == 3 and set(split) == set(profile_update.KINDS)
-    assert all(split[kind] > 0 for kind in ("sample", "optimizer", "clip", "soft update", "matmul"))
-    assert sum(split.values()) == pytest.approx(result["profiled_ms"], rel=0.5)  # mean against median
-    # the critics' and policies' matrix products: MADDPG-0 on spread, batch 1024, 2x64 networks, 3 agents
-    assert 300 < result["mflop"] < 450
 
 
 def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defaults():
@@ -509,19 +504,23 @@ def test_the_tuning_score_punishes_a_curve_that_collapses():
 
 
 TUNING_SCRIPT = """
-import json, math, os, sys, time
-argv = sys.argv[1:]
-arg = lambda name: argv[argv.index(name) + 1]
-exp, seed, budget = arg("--exp-name"), int(arg("--seed")), int(arg("--total-timesteps"))
-with open("events.txt", "a") as f:
-    f.write(f"{exp} {seed}\\n")
-value = -10.0 - 20.0 * (math.log10(float(arg("--learning-rate"))) + 2.5) ** 2 - seed % 2  # best at lr 10^-2.5
-run_dir = f"runs/{arg('--env-id')}__{exp}__{seed}__{time.time_ns()}"
-os.makedirs(run_dir)
-open(os.path.join(run_dir, f"{exp}.cleanrl_model"), "w").close()
-curve = [[budget // 2, -78.0], [budget, value]]
-with open(os.path.join(run_dir, "result.json"), "w") as f:
-    json.dump({"curve": curve, "minutes": 0.01}, f)
+import json, math, os, time
+import tyro
+from benchmark.grid import script_args
+from common.runs import code_version
+Args = script_args(os.path.join(os.environ["PYTHONPATH"], "maddpg.py"), "")  # the real maddpg.py's flags
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    with open("events.txt", "a") as f:
+        f.write(f"{args.exp_name} {args.seed}\\n")
+    value = -10.0 - 20.0 * (math.log10(args.learning_rate) + 2.5) ** 2 - args.seed % 2  # best at lr 10^-2.5
+    run_dir = f"runs/{args.env_id}__{args.exp_name}__{args.seed}__{time.time_ns()}"
+    os.makedirs(run_dir)
+    open(os.path.join(run_dir, f"{args.exp_name}.cleanrl_model"), "w").close()
+    curve = [[args.total_timesteps // 2, -78.0], [args.total_timesteps, value]]
+    result = {"curve": curve, "final": {}, "minutes": 0.01, "args": vars(args), "code": code_version(__file__)}
+    with open(os.path.join(run_dir, "result.json"), "w") as f:
+        json.dump(result, f)
 """
 
 
@@ -532,6 +531,7 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     scripts.mkdir()
     (scripts / "maddpg.py").write_text(TUNING_SCRIPT)
     monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # it imports maddpg.py's Args and common
     monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
     monkeypatch.chdir(tmp_path)
     outcome = tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)
@@ -559,31 +559,6 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
         grid.build_grid(["simple_reference"], [1], grid.predefined_arms([3]), 5000, tuned["settings"])
 
 
-def test_the_channel_probe_sees_a_dead_speaker(in_tmp):
-    import maddpg
-    from benchmark.analysis import channel_probe
-
-    torch.manual_seed(0)
-    policy = maddpg.LocalPolicies(2, 8, 64, 3, "binary")
-    goals = torch.eye(3).repeat(50, 1)  # the speaker reads its goal's colour, one of three
-    obs = torch.zeros(2, 150, 8)
-    obs[0, :, :3] = goals
-    alive = channel_probe.channel_stats(policy, obs)
-    assert alive["alive_second"] > 0.2 and alive["varying_second"] > 0.2
-    with torch.no_grad():
-        policy.message_net[2].bias.fill_(-100.0)  # every unit of the second hidden layer dead, for every goal
-    dead = channel_probe.channel_stats(policy, obs)
-    assert dead["alive_second"] == 0 and dead["info_bits"] == 0 and dead["message_entropy"] == 0
-    probed = channel_probe.probe(
-        ["--env-id", "simple_speaker_listener", "--message-bits", "3", "--total-timesteps", "2400"]
-        + ["--learning-starts", "800", "--eval-frequency", "2400", "--eval-episodes", "5", "--train-frequency", "100"],
-        every=2,
-    )
-    records = probed["records"]
-    assert len(records) == (2400 - 800) // 100 // 2 and records[-1]["step"] == 800 + 16 * 100
-    assert all(0 <= r["info_bits"] <= math.log2(3) + 1e-9 and r["speaker_grad"] > 0 for r in records)
-
-
 def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
     from benchmark import tune
 
@@ -591,7 +566,8 @@ def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
         path = root / "simple_speaker_listener" / f"{method}__{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         final_part = {"sum": final, "goal_reached": {"listener_0": 0.5 + 0.1 * (final > -20)}}
-        path.write_text(json.dumps({"curve": curve, "final": {**final_part, "goal_distance": {"listener_0": 0.3}}}))
+        final_part = {**final_part, "goal_distance": {"listener_0": 0.3}}
+        path.write_text(json.dumps({"curve": curve, "final": final_part, "args": {}}))
 
     for seed in range(1, 6):
         write(tmp_path / "old", "maddpg_k3_differentiable", seed, -29.0 - 0.1 * seed, [[500_000, -29.0]])
@@ -653,29 +629,3 @@ def test_the_best_relabelling_pools_cf_critic_and_dagger_across_the_channel_task
     write_result(results_dir, spread, "ctedd_distill_cf_critic_k3", 1, [[1_000_000, -10.0]], STAGE1)
     with pytest.raises(UsageError, match="both ctedd_distill_cf_critic_k3 and ctedd_distill_dagger_k3"):
         report.with_combined(report.load_results(results_dir))
-
-
-def test_speed_ideas_alternatives_return_what_they_replace():
-    from benchmark.analysis import speed_ideas
-
-    rb = speed_ideas.filled_buffer(500, num_agents=3, obs_width=7, state_dim=11, action_dim=2)
-    idx = np.array([3, 499, 0, 3, 250])
-    batch, rows = rb.get(idx), speed_ideas.RowMajorBuffer(rb).get(idx)
-    for name in speed_ideas.FIELDS:
-        assert torch.equal(rows[name], getattr(batch, name)), name
-
-    # one flat vector per network: the same clip, Adam step and soft update as tensor by tensor
-    (n, width, state_dim, action_dim), made = speed_ideas.networks("simple_spread", hidden=8)
-    torch.manual_seed(0)
-    net, target = made["critics"](), made["critics"]()
-    flat_net, flat_target = copy.deepcopy(net), copy.deepcopy(target)
-    flat, target_flat = speed_ideas.FlatParameters(flat_net), speed_ideas.FlatParameters(flat_target)
-    for p, q in zip(net.parameters(), flat_net.parameters()):
-        p.grad = torch.randn_like(p)
-        q.grad.copy_(p.grad)  # a view of flat.vector.grad
-    speed_ideas.per_tensor_step(net, target, torch.optim.Adam(net.parameters(), lr=0.1), 0.5, 0.1)
-    speed_ideas.flat_step(flat, target_flat, torch.optim.Adam([flat.vector], lr=0.1), 0.5, 0.1)
-    state, actions = torch.randn(4, state_dim), torch.randn(n, 4, action_dim)
-    assert torch.allclose(net(state, actions), flat_net(state, actions), atol=1e-6)
-    assert torch.allclose(target(state, actions), flat_target(state, actions), atol=1e-6)
-    assert not torch.allclose(net(state, actions), made["critics"]()(state, actions))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from common.buffer import ReplayBuffer
-from common.utils import UsageError
+from common.utils import UsageError, atomic_write
 
 N, W, S = 3, 5, 7
 
@@ -83,11 +83,11 @@ def test_chronological_iteration_after_wrap_around(count):
     assert env_steps == expected
 
 
-def test_save_load_round_trip_is_exact_and_chronological(tmp_path):
+def test_write_load_round_trip_is_exact_and_chronological(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 23)  # wrapped around twice
     path = tmp_path / "buffer.npz"
-    buffer.save(path, task="simple_tag")
+    atomic_write(path, buffer.writer("simple_tag"))
     loaded = ReplayBuffer.load(path, "simple_tag", N, W, S)
     assert len(loaded) == 10 and loaded.num_added == 23
     for a, b in zip(buffer.iter_chronological(10), loaded.iter_chronological(10)):
@@ -98,13 +98,13 @@ def test_save_load_round_trip_is_exact_and_chronological(tmp_path):
     assert [t for b in bigger.iter_chronological(5) for t in steps_of(b)] == list(range(13, 23)) + [0, 1]
 
 
-def test_save_leaves_no_temporary_file_and_replaces_atomically(tmp_path):
+def test_writing_leaves_no_temporary_file_and_replaces_atomically(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 5)
     path = tmp_path / "buffer.npz"
-    buffer.save(path, task="simple_tag")
+    atomic_write(path, buffer.writer("simple_tag"))
     fill(buffer, 3)
-    buffer.save(path, task="simple_tag")
+    atomic_write(path, buffer.writer("simple_tag"))
     assert [p.name for p in tmp_path.iterdir()] == ["buffer.npz"]
     assert len(ReplayBuffer.load(path, "simple_tag", N, W, S)) == 8
 
@@ -113,7 +113,7 @@ def test_a_truncated_file_is_refused(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 5)
     path = tmp_path / "buffer.npz"
-    buffer.save(path, task="simple_tag")
+    atomic_write(path, buffer.writer("simple_tag"))
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(UsageError, match="not readable"):
         ReplayBuffer.load(path, "simple_tag", N, W, S)
@@ -123,7 +123,7 @@ def test_a_mismatched_or_missing_file_is_refused(tmp_path):
     buffer = make_buffer(10)
     fill(buffer, 5)
     path = tmp_path / "buffer.npz"
-    buffer.save(path, task="simple_tag")
+    atomic_write(path, buffer.writer("simple_tag"))
     with pytest.raises(UsageError, match="collected on simple_tag, not simple_push"):
         ReplayBuffer.load(path, "simple_push", N, W, S)
     with pytest.raises(UsageError, match="states has shape"):

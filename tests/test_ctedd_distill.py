@@ -158,6 +158,9 @@ def test_bad_input_exits_with_a_one_line_reason(stage1_run, tmp_path):
     assert_one_line_error(distil(broken, tmp_path), "buffer.npz does not exist")
     negative = distil(stage1_run, tmp_path, "--iters-per-batch", "-1")
     assert_one_line_error(negative, "--iters-per-batch must be a finite number in [1, inf), got -1")
+    (model,) = stage1_run.glob("*.cleanrl_model")  # the stage-1 model is not a student
+    evaluated = run_script("ctedd_distill.py", "--eval-checkpoint", str(model), cwd=tmp_path)
+    assert_one_line_error(evaluated, f"checkpoint {model} was written by ctedd_global.py, not ctedd_distill.py")
 
 
 def test_a_buffer_of_another_environment_is_refused(stage1_run, tmp_path):
@@ -185,7 +188,7 @@ def test_the_teacher_is_exactly_ctedd_global_s_policy_means():
     teacher = Teacher(N, S, hidden=16)
     teacher.load_state_dict(trained.state_dict())  # the stage-1 checkpoint loads as saved
     states = torch.randn(8, S)
-    assert torch.equal(teacher(states), torch.tanh(trained(states)[0]))
+    assert torch.equal(teacher(states), trained(states)[0])
 
 
 def speaker_listener_steps(goal: int | None = None, num_envs: int = 64, steps: int = 6):
@@ -348,5 +351,21 @@ def test_the_student_is_maddpgs_local_policy_letter_for_letter():
 
     import maddpg
 
-    for name in ("StraightThroughSign", "LocalPolicies"):
+    for name in ("StraightThroughSign", "LocalPolicies", "local_actor"):
         assert inspect.getsource(getattr(ctedd_distill, name)) == inspect.getsource(getattr(maddpg, name)), name
+
+
+def test_the_critics_are_ctedd_global_s_letter_for_letter():
+    """The distillation carries stage 1's critic as ctedd_global.py writes it, but for own_action (only stage 1's
+    DDPG update reads it): every method it has, and the helpers they call, are the same code."""
+    import inspect
+
+    import ctedd_global
+
+    for name in ("mlp", "joint_action"):
+        assert inspect.getsource(getattr(ctedd_distill, name)) == inspect.getsource(getattr(ctedd_global, name)), name
+    ours, theirs = ctedd_distill.CentralizedQ, ctedd_global.CentralizedQ
+    methods = [name for name, value in vars(ours).items() if callable(value)]
+    assert methods == ["__init__", "forward"]
+    for name in methods:
+        assert inspect.getsource(getattr(ours, name)) == inspect.getsource(getattr(theirs, name)), name

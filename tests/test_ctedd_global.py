@@ -1,14 +1,18 @@
+import importlib.util
 import json
 import math
+import shutil
 
 import pytest
 import torch
-from conftest import TINY, assert_one_line_error, run_script
+from conftest import ROOT, TINY, assert_one_line_error, run_script
 
 import ctedd_global
+import maddpg
 from common.buffer import RecentBatch, ReplayBuffer
 from common.diagnostics import omega_diagnostics
 from common.envs import MPEEnv, task_name
+from common.utils import UsageError, load_checkpoint
 from ctedd_global import CentralizedQ, GlobalPolicy, joint_action, omega_loss
 
 N, S = 3, 20
@@ -26,8 +30,8 @@ def parameters_of(module):
 def test_omega_update_leaves_trunk_and_mean_heads_unchanged():
     policy, critics = networks()
     states = torch.randn(32, S)
-    preactivation, log_std = policy(states)
-    means = torch.tanh(preactivation).detach()
+    means, log_std = policy(states)
+    means = means.detach()
     sampled = means + log_std.detach().exp() * torch.randn_like(means)
     q = critics(states, sampled.clamp(-1, 1)).detach()
     before = parameters_of(policy)
@@ -44,7 +48,7 @@ def test_omega_update_leaves_trunk_and_mean_heads_unchanged():
 def test_ddpg_update_leaves_omega_unchanged():
     policy, critics = networks()
     states = torch.randn(32, S)
-    means = torch.tanh(policy(states)[0])
+    means = policy(states)[0]
     (-critics.own_action(states, means.detach(), means).mean(1).sum()).backward()
     assert policy.omega.weight.grad is None and policy.omega.bias.grad is None
     assert policy.trunk[0].weight.grad.abs().sum() > 0 and policy.mean_heads.weight.grad.abs().sum() > 0
@@ -53,11 +57,19 @@ def test_ddpg_update_leaves_omega_unchanged():
 def test_agent_i_actor_loss_gives_no_gradient_to_agent_j_mean_head():
     policy, critics = networks()
     states = torch.randn(32, S)
-    means = torch.tanh(policy(states)[0])
+    means = policy(states)[0]
     q = critics.own_action(states, means.detach(), means)
     q[2].mean().backward()  # agent 2's DDPG loss
     grad = policy.mean_heads.weight.grad
     assert grad[2].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[1].abs().sum() == 0
+
+
+def test_the_means_are_the_tanh_of_the_preactivation_the_actor_penalty_reads():
+    policy, _ = networks()
+    states = torch.randn(8, S)
+    (means, log_std), (mean_preactivation, omega_preactivation) = policy(states), policy.preactivations(states)
+    assert torch.equal(means, torch.tanh(mean_preactivation))
+    assert torch.equal(log_std, ctedd_global.squash_log_std(omega_preactivation))
 
 
 def test_q_i_is_read_on_agent_i_own_joint_action():
@@ -259,6 +271,7 @@ def test_save_then_evaluate(tmp_path):
         (["--eval-checkpoint", "missing.cleanrl_model"], "checkpoint missing.cleanrl_model does not exist"),
         (["--fixed-sigma", "0"], "--fixed-sigma must be a finite number in (0, inf), got 0.0"),
         (["--target-entropy", "0.2", "--alpha", "0"], "--alpha must be positive"),
+        (["--total-timesteps", "500", "--learning-starts", "1000"], "--total-timesteps 500 ends before learning"),
     ],
 )
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):
@@ -335,13 +348,13 @@ def test_omega_reg_pulls_a_saturated_omega_back_where_eq1_alone_cannot():
     with torch.no_grad():
         policy.omega.bias.fill_(40.0)
     states = torch.randn(32, S)
-    means = torch.tanh(policy(states)[0]).detach()
+    means = policy(states)[0].detach()
     sampled = means + torch.randn_like(means)
     q = critics(states, sampled.clamp(-1, 1)).detach()
 
     def bias_gradient(omega_reg):
         policy.zero_grad()
-        preactivation = policy.omega_preactivation(states)
+        _, preactivation = policy.preactivations(states)
         log_std = ctedd_global.squash_log_std(preactivation)
         torch.testing.assert_close(log_std, policy(states)[1])  # the same log sigma as acting uses
         penalty = ctedd_global.omega_penalty(preactivation, omega_reg)
@@ -352,3 +365,35 @@ def test_omega_reg_pulls_a_saturated_omega_back_where_eq1_alone_cannot():
 
     assert bias_gradient(0.0).abs().max() < 1e-12  # eq. (1) alone: stuck
     assert (bias_gradient(1e-3) > 0).all()  # descending it lowers the pre-activation, back toward the slope
+
+
+def test_a_checkpoint_of_another_script_is_refused_naming_it(tmp_path):
+    trained = run_script("maddpg.py", "--env-id", "simple_push", *TINY, "--save-model", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    model = run_dir / "maddpg.cleanrl_model"
+    reason = f"checkpoint {model} was written by maddpg.py, not ctedd_global.py"
+    evaluated = run_script("ctedd_global.py", "--env-id", "simple_push", "--eval-checkpoint", str(model), cwd=tmp_path)
+    assert_one_line_error(evaluated, reason)
+    assert_one_line_error(run_script("ctedd_distill.py", "--global-run", str(run_dir), cwd=tmp_path), reason)
+    checkpoint = torch.load(model, weights_only=True)
+    assert checkpoint.pop("script") == "maddpg.py"
+    torch.save(checkpoint, model)  # as written before the script was recorded: told by its arguments
+    evaluated = run_script("ctedd_global.py", "--env-id", "simple_push", "--eval-checkpoint", str(model), cwd=tmp_path)
+    assert_one_line_error(evaluated, reason)
+
+
+def test_a_fork_records_itself_and_reads_the_checkpoints_of_the_script_it_copies(in_tmp, capsys):
+    shutil.copy(ROOT / "ctedd_global.py", in_tmp / "my_ctedd.py")  # step 1 of README's "Fork a variant"
+    spec = importlib.util.spec_from_file_location("my_ctedd", in_tmp / "my_ctedd.py")
+    fork = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fork)
+    tiny = dict(total_timesteps=600, learning_starts=200, train_frequency=50, batch_size=64, eval_frequency=300)
+    fork.main(fork.Args(env_id="simple_push", **tiny, eval_episodes=2, checkpoint_frequency=300))
+    (run_dir,) = (in_tmp / "runs").iterdir()
+    model = run_dir / "my_ctedd.cleanrl_model"
+    assert load_checkpoint(model)["script"] == load_checkpoint(run_dir / "checkpoint.pt")["script"] == "my_ctedd.py"
+    assert "evaluate it with:\n  python my_ctedd.py " in capsys.readouterr().out  # the fork's own command
+    ctedd_global.main(ctedd_global.Args(env_id="simple_push", eval_checkpoint=str(model), eval_episodes=2))
+    with pytest.raises(UsageError, match="was written by my_ctedd.py, not maddpg.py$"):
+        maddpg.main(maddpg.Args(env_id="simple_push", eval_checkpoint=str(model)))

@@ -3,7 +3,7 @@ import pytest
 
 from common.engine import BatchedMPE, evaluate, make_envs
 from common.envs import EPISODE_LENGTH, MPEEnv, parse_task
-from common.utils import UsageError, multiples_in
+from common.utils import UsageError
 
 # every task, every neighbour setting, every scripted opponent
 TASKS = [
@@ -149,21 +149,6 @@ def test_evaluation_measures_whether_each_mover_ends_at_its_own_landmark(env_id)
         assert elsewhere["goal_reached"][mover] == 0.0 and elsewhere["goal_distance"][mover] > 0.2
     spread = evaluate(make_envs({"env_id": "simple_spread"}, 4), lambda obs, state: np.zeros((4, 3, 2)), 10_000)
     assert "goal_reached" not in spread  # no agent of spread has a landmark of its own
-
-
-@pytest.mark.parametrize("num_envs", [1, 3, 4, 16, 150])
-@pytest.mark.parametrize("every, first", [(50, 200), (100, 0), (7, 33)])
-def test_learning_iterations_per_env_step_do_not_depend_on_the_number_of_environments(num_envs, every, first):
-    """The loops step B environments at a time; the learning iterations (one per `every` env steps
-    from `first` on) land where a one-environment loop puts them, batch by batch."""
-    total = 1200
-    one_at_a_time = [t for t in range(total) if t >= first and t % every == 0]
-    batched = []
-    for step in range(0, total, num_envs):
-        batched += [step] * multiples_in(step, step + num_envs, every, first)
-    assert len(batched) == len(one_at_a_time)
-    # each iteration happens in the batch that holds its env step
-    assert all(b <= t < b + num_envs for b, t in zip(batched, one_at_a_time))
 
 
 def test_bad_forces_are_refused():

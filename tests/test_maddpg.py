@@ -252,6 +252,7 @@ def test_same_seed_gives_identical_results(in_tmp):
         (["--env-id", "simple_push", "--agent-neighbors", "1"], "--agent-neighbors needs one of simple_spread"),
         (["--env-id", "simple_reference", "--landmark-neighbors", "1"], "simple_reference has no neighbour limit"),
         (["--env-id", "simple_spread", "--agent-neighbors", "-2"], "--agent-neighbors must be a finite number in [1"),
+        (["--total-timesteps", "500", "--learning-starts", "500"], "--total-timesteps 500 ends before learning starts"),
     ],
 )
 def test_bad_input_exits_with_a_one_line_reason(args, reason, tmp_path):

@@ -100,3 +100,31 @@ def test_a_buffer_out_of_step_with_its_checkpoint_is_refused(tmp_path, monkeypat
     torch.save(checkpoint, run_dir / "checkpoint.pt")
     with pytest.raises(UsageError, match="buffer.npz holds 260 transitions, its checkpoint.pt 200"):
         ctedd_global.main(ctedd_global.Args(resume=f"runs/{run_dir.name}", total_timesteps=600))
+
+
+def test_resuming_the_run_of_another_script_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module, task = CASES["maddpg.py"]
+    module.main(module.Args(**{**SETTINGS, "total_timesteps": 260}, **task))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    path = run_dir / "checkpoint.pt"
+    reason = f"^checkpoint runs/{run_dir.name}/checkpoint.pt was written by maddpg.py, not ctedd_global.py$"
+    with pytest.raises(UsageError, match=reason):
+        ctedd_global.main(ctedd_global.Args(resume=f"runs/{run_dir.name}", total_timesteps=600))
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.pop("script") == "maddpg.py"
+    torch.save(checkpoint, path)  # as written before the script was recorded: told by its arguments
+    with pytest.raises(UsageError, match=reason):
+        ctedd_global.main(ctedd_global.Args(resume=f"runs/{run_dir.name}", total_timesteps=600))
+
+
+def test_a_resumed_budget_is_checked_against_the_runs_own_learning_start(tmp_path, monkeypatch):
+    """The command's --learning-starts is not the run's: a resumed run's budget is checked against its own."""
+    monkeypatch.chdir(tmp_path)
+    ctedd_global.main(ctedd_global.Args(**{**SETTINGS, "total_timesteps": 260}, env_id="simple_spread"))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    checkpoint["args"]["learning_starts"] = 500
+    torch.save(checkpoint, run_dir / "checkpoint.pt")
+    with pytest.raises(UsageError, match="^--total-timesteps 400 ends before learning starts at --learning-starts 500"):
+        ctedd_global.main(ctedd_global.Args(resume=f"runs/{run_dir.name}", total_timesteps=400))

@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from common.utils import UsageError, atomic_write, load_checkpoint, save_checkpoint, timing_line
+from common.utils import UsageError, atomic_write, due, load_checkpoint, save_checkpoint, timing_line
 
 
 def test_a_crash_while_writing_keeps_the_previous_file(tmp_path):
@@ -42,3 +42,29 @@ def test_timing_line_gives_seconds_per_part_and_steps_per_second():
     parts, sps = line.split(", SPS ")
     assert parts == "time: env 2 s, act 1 s, update 1 s"
     assert 1900 <= int(sps) <= 2000  # 8000 steps in a little over 4 s
+
+
+@pytest.mark.parametrize("num_envs", [1, 3, 4, 16, 150])
+@pytest.mark.parametrize("every, offset, start", [(50, 0, 200), (100, 0, 0), (7, 0, 33), (84, 0, 25_600), (130, -1, 0)])
+def test_events_land_where_a_one_environment_loop_puts_them(num_envs, every, offset, start):
+    """The loops step B environments at a time; an event scheduled at the env steps t >= start with
+    t % every == offset % every is due in the batch that holds its env step, as a one-environment loop has it."""
+    total = 30_000
+    one_at_a_time = [t for t in range(total) if t >= start and t % every == offset % every]
+    batched = []
+    for step in range(0, total, num_envs):
+        batched += [step] * due(step, num_envs, every, offset, start)
+    assert len(batched) == len(one_at_a_time) > 0
+    assert all(b <= t < b + num_envs for b, t in zip(batched, one_at_a_time))
+
+
+def test_the_loops_events_keep_their_schedules():
+    """Learning iterations at env steps 0, every, 2 * every, ... from learning_starts on; evaluations and
+    checkpoints after every `every` env steps: in the batch whose step count reaches a multiple of `every`."""
+    learning = [step for step in range(0, 2000, 16) for _ in range(due(step, 16, 84, start=336))]
+    assert learning[:3] == [336, 416, 496]  # env steps 336, 420, 504: 336 itself is due, in the batch from 336
+    evaluation = [step + 16 for step in range(0, 2000, 16) if due(step, 16, 336, offset=-1)]
+    assert evaluation[:3] == [336, 672, 1008]  # after 336 steps taken, not in the batch holding env step 336
+    assert due(320, 16, 336, offset=-1) == 1 and due(336, 16, 336, offset=-1) == 0
+    assert due(336, 16, 336) == 1 and due(320, 16, 336) == 0
+    assert all(due(step, 16, 0, offset=-1) == 0 for step in range(0, 1000, 16))  # every 0: never

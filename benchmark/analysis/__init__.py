@@ -1,5 +1,7 @@
-"""Analyses written for one issue each, on saved runs and kept results: python -m benchmark.analysis.NAME.
+"""The tools that regenerate a docs page from saved runs and kept results: python -m benchmark.analysis.NAME.
 
-channel_probe (the channel over training), env_throughput (env steps per second), hedge (issue #22),
-messages (what the bits say), omega_probe and sigma (issue #14), profile_update (docs/speed.md).
+env_throughput (env steps per second, docs/engine.md), messages (what the bits say, docs/results.md and the
+reports' messages.json), sigma (what omega_i learns, docs/omega.md's figures). The finished one-off studies
+(channel_probe, hedge, omega_probe, profile_update, speed_ideas) were removed after commit ae5eba9, where
+they can still be read: git show ae5eba9:benchmark/analysis/NAME.py.
 """

@@ -4,14 +4,16 @@ For every saved local policy of the grid (CTEDD-k distilled, MADDPG-k), runs eva
 (on mpe2's seeds 10000, ...) and records, at every step, each sender's k bits next to the goal it
 knows: the speaker's goal in simple_speaker_listener; in simple_reference, agent i's bits next to
 the goal agent i sees (the landmark the *other* agent must reach). The plug-in mutual information
-I(goal; message) in bits is at most log2 3 = 1.58 (3 goals) and at most k. Writes
-benchmark/results/messages.json and, with --paths, a figure of the listener's path for each goal.
+I(goal; message) in bits is at most log2 3 = 1.58 (3 goals) and at most k. Writes --write (default
+benchmark/results/local/messages.json, beside your own runs, where python -m benchmark.report reads it) and,
+with --paths, a figure of the listener's path for each goal.
 
 With --results-dir, exactly the runs a results tree keeps (Benchmark v3's, say), every arm that sends
 bits under its report label: each kept result is matched to the run directory, under any of the
 --runs-dir folders, whose result.json is the same file.
 
-    python -m benchmark.analysis.messages --runs-dir runs --paths docs/benchmark_listener_paths.png
+    python -m benchmark.analysis.messages --runs-dir runs --write benchmark/results/v2/messages.json \
+        --paths docs/benchmark_listener_paths.png
     python -m benchmark.analysis.messages --results-dir benchmark/results/v3 --runs-dir runs ../exp/runs \
         --write benchmark/results/v3/messages.json
 """
@@ -222,7 +224,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs-dir", nargs="+", default=["runs"])
     parser.add_argument("--results-dir", default=None, help="analyse the runs this results tree keeps")
     parser.add_argument("--episodes", type=int, default=1000)
-    parser.add_argument("--write", default=str(ROOT / "benchmark" / "results" / "messages.json"))
+    parser.add_argument("--write", default=str(ROOT / "benchmark" / "results" / "local" / "messages.json"))
     parser.add_argument("--paths", default=None, help="write the listener-path figure to this PNG")
     parser.add_argument("--paths-seed", type=int, default=1, help="the training seed whose policies the figure shows")
     cli = parser.parse_args()
@@ -233,6 +235,7 @@ if __name__ == "__main__":
     result = analyse(chosen, cli.episodes)
     if not result:
         raise SystemExit(f"error: no saved local policy of {', '.join(TASKS)} under {' '.join(cli.runs_dir)}")
+    Path(cli.write).parent.mkdir(parents=True, exist_ok=True)
     Path(cli.write).write_text(json.dumps(result, indent=1) + "\n")
     print(messages_table(result))
     if cli.paths:

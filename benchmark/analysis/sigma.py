@@ -8,7 +8,7 @@ mean is -2 c sigma^2; eq. (1) then balances at sigma^2 = alpha / (2 c)). With sa
 episode: sigma per agent against the time step, next to the distance to the goal.
 
     python -m benchmark.analysis.sigma --runs-dir runs --episode-figure docs/sigma_episode.png
-    python -m benchmark.analysis.sigma --results-dir benchmark/results --figure docs/sigma_training.png \
+    python -m benchmark.analysis.sigma --results-dir benchmark/results/v2 --figure docs/sigma_training.png \
         --names ctedd_global_learned_reg ctedd_global_learned
 """
 
@@ -43,7 +43,7 @@ def load_runs(runs_dir: str) -> dict[tuple[str, str], dict]:
 
 
 def load_results(results_dir: str, names: list[str]) -> dict[tuple[str, str], dict]:
-    """(task, name__seed) -> the kept result (benchmark/results/{task}/{name}__{seed}.json) of every run
+    """(task, name__seed) -> the kept result ({results_dir}/{task}/{name}__{seed}.json) of every run
     named in `names` that holds omega diagnostics."""
     runs = {}
     for name in names:
@@ -150,14 +150,14 @@ def episode(run_dir: str, task: str) -> tuple[np.ndarray, np.ndarray]:
     sigmas, distances = [], []
     with torch.no_grad():
         for _ in range(EPISODE_LENGTH):
-            preactivation, log_std = policy(torch.from_numpy(state))
+            means, log_std = policy(torch.from_numpy(state))
             sigmas.append(log_std.exp().mean(-1)[:, 0].numpy())
             view = envs.view()
             if task == "simple_speaker_listener":
                 distances.append(np.repeat(envs.scenario.goal_distance(view)[1, 0], envs.num_agents))
             else:
                 distances.append(view.landmark_distance[:, :, 0].min(1))
-            obs, state, *_ = envs.step(torch.tanh(preactivation).transpose(0, 1).numpy())
+            obs, state, *_ = envs.step(means.transpose(0, 1).numpy())
     return np.array(sigmas), np.array(distances)
 
 
