@@ -162,12 +162,12 @@ def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, dict[in
 
 
 def with_baseline(results: dict, baseline: dict) -> tuple[dict, list[str]]:
-    """The results with, on each task, the arms that only `baseline` has (e.g. Benchmark v3's, to compare a fork
-    with); and the names of the arms taken from it."""
+    """The results with, on each of their tasks, the arms that only `baseline` has (e.g. Benchmark v3's, to compare
+    a fork with); and the names of the arms taken from it."""
     merged, taken = {task: dict(methods) for task, methods in results.items()}, set()
-    for task, methods in baseline.items():
-        for arm, runs in methods.items():
-            if arm not in merged.setdefault(task, {}):
+    for task in results:
+        for arm, runs in baseline.get(task, {}).items():
+            if arm not in merged[task]:
                 merged[task][arm] = runs
                 taken.add(arm)
     return merged, sorted(taken)
@@ -187,8 +187,8 @@ def warnings(results) -> list[str]:
                 code = result.get("code") or {}
                 made.setdefault(json.dumps([settings, code], sort_keys=True), (seed, settings, code))
                 versions[code.get("common_sha256", "unknown")].add(arm)
-                if "global_run" not in result["args"]:
-                    budgets[result["args"].get("total_timesteps")].add(arm)
+                if "global_run" not in result["args"] and "total_timesteps" in result["args"]:
+                    budgets[result["args"]["total_timesteps"]].add(arm)
             if len(made) > 1:
                 (seed_a, settings_a, code_a), (seed_b, settings_b, code_b) = list(made.values())[:2]
                 keys = sorted(k for k in {*settings_a, *settings_b} if settings_a.get(k, "-") != settings_b.get(k, "-"))

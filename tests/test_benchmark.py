@@ -369,6 +369,33 @@ def test_an_arm_not_predefined_is_reported_under_its_name_with_the_claims_asked_
     )
 
 
+def test_the_report_warns_of_mixed_budgets_settings_and_code_and_reads_a_baseline(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    results = report.load_results(results_dir)
+    assert report.warnings(results) == []  # every arm alike: nothing to warn of
+    code = {"script": "mine.py", "script_sha256": "a", "common_sha256": "b"}
+    for seed in range(1, 6):
+        args = {"message_bits": 2, "total_timesteps": 200_000, "learning_rate": 0.01 if seed == 4 else 0.001}
+        write_result(results_dir, "simple_reference", "mine", seed, [[200_000, -30.0]], args)
+        kept = results_dir / "simple_reference" / f"mine__{seed}.json"
+        kept.write_text(json.dumps({**json.loads(kept.read_text()), "code": code}))
+    write_result(results_dir, "simple_reference", "other", 1, [[1_000_000, -30.0]], {"total_timesteps": 1_000_000})
+    lines = report.warnings(report.load_results(results_dir))
+    assert (
+        "mine on simple_reference mixes results made otherwise: seeds 1 / 4 differ in --learning-rate 0.001 / 0.01"
+        in lines
+    )
+    budgets = "on simple_reference the training arms ran different budgets (200000 env steps: mine; 1000000 env"
+    assert f"{budgets} steps: other)" in lines
+    assert lines[-1].startswith("the results were made by different versions of common/ (b: mine; unknown: ")
+    assert len(lines) == 3
+    mine = tmp_path / "mine"
+    write_result(mine, "simple_reference", "mine", 1, [[1_000_000, -30.0]], {"message_bits": 2})
+    merged, taken = report.with_baseline(report.load_results(mine), results)
+    assert taken == ["ctedd_distill_k0", "ctedd_global", "maddpg_k0"] and list(merged) == ["simple_reference"]
+    assert merged["simple_reference"]["mine"][1]["curve"] == [[1_000_000, -30.0]]  # its own runs, not the baseline's
+
+
 def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
     """random < no message < 1 bit < full information, on both communication tasks: the range a
     learner must cover, and a check that the goals travel only where the controllers send them."""
