@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,6 +358,15 @@ def code_version(script: str) -> dict:
     }
 
 
+# the code of `python SCRIPT` as it was when the run started (the script imports this module first), so that a
+# file edited while the run goes on is not mistaken for the code that made it
+STARTED = (
+    {os.path.abspath(sys.argv[0]): code_version(sys.argv[0])}
+    if sys.argv[0].endswith(".py") and os.path.isfile(sys.argv[0])
+    else {}
+)
+
+
 def save_result(
     run_dir: str, script: str, settings: dict, evaluations: list, seconds: dict, start_time: float, **extra
 ) -> dict:
@@ -375,7 +385,7 @@ def save_result(
         "minutes": (time.time() - start_time) / 60,
         "seconds": seconds,
         "args": settings,
-        "code": code_version(script),
+        "code": STARTED.get(os.path.abspath(script)) or code_version(script),
         **extra,
     }
     atomic_write(f"{run_dir}/result.json", lambda f: f.write(json.dumps(result, indent=1).encode()))

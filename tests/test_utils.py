@@ -1,7 +1,11 @@
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
+from conftest import ROOT
 
 from common.utils import UsageError, atomic_write, due, load_checkpoint, save_checkpoint, timing_line
 
@@ -68,3 +72,20 @@ def test_the_loops_events_keep_their_schedules():
     assert due(320, 16, 336, offset=-1) == 1 and due(336, 16, 336, offset=-1) == 0
     assert due(336, 16, 336) == 1 and due(320, 16, 336) == 0
     assert all(due(step, 16, 0, offset=-1) == 0 for step in range(0, 1000, 16))  # every 0: never
+
+
+def test_a_run_records_its_code_as_it_was_when_it_started(tmp_path):
+    """A script edited while its run goes on: result.json records the code that ran, not the edited file."""
+    script = tmp_path / "edited.py"
+    script.write_text(
+        "import hashlib, os\n"
+        "from common import runs\n"
+        "started = hashlib.sha256(open(__file__, 'rb').read()).hexdigest()[:12]\n"
+        "with open(__file__, 'a') as f:\n"
+        "    f.write('# edited while running\\n')\n"
+        "assert runs.STARTED[os.path.abspath(__file__)]['script_sha256'] == started\n"
+        "assert runs.code_version(__file__)['script_sha256'] != started\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
