@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from common.buffer import ReplayBuffer
 from common.engine import evaluate, make_envs
 from common.envs import check_task, describe_episode, log_episode, record_video, task_flags, task_of
+from common.numerics import numerics
 from common.utils import (
     UsageError,
     atomic_write,
@@ -386,6 +387,7 @@ def save_result(
         "seconds": seconds,
         "args": settings,
         "code": STARTED.get(os.path.abspath(script)) or code_version(script),
+        "numerics": numerics(),  # the numerical path that made these numbers (docs/reproducibility.md)
         **extra,
     }
     atomic_write(f"{run_dir}/result.json", lambda f: f.write(json.dumps(result, indent=1).encode()))
