@@ -254,9 +254,14 @@ def difference(planned: dict, kept: dict, limit: int = 3) -> str:
 def staleness(job: Job, kept: dict, accept_code_changes: bool = False) -> str:
     """Why a kept result (or a checkpoint's arguments, `kept["args"]`) is not what this job would make today, in
     one line; "" when it is. Settings always count; the code (the script's and common/'s fingerprints) unless
-    accepted (a change that leaves the numbers as they were)."""
+    accepted (a change that leaves the numbers as they were, flags it added at their defaults included)."""
     settings, code = job.planned()
-    changed = difference(settings, comparable(kept.get("args", {})))
+    kept_settings = comparable(kept.get("args", {}))
+    if accept_code_changes:  # a flag added since, at its default, belongs to the accepted change of the code
+        path = os.path.join(job.scripts_dir, job.script)
+        defaults = comparable(vars(script_args(path, code["script_sha256"])()))
+        settings = {k: v for k, v in settings.items() if k in kept_settings or k not in defaults or v != defaults[k]}
+    changed = difference(settings, kept_settings)
     if changed:
         return f"made with {changed}"
     made_by = kept.get("code")

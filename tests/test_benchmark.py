@@ -218,6 +218,10 @@ def test_a_kept_result_made_by_other_code_or_defaults_is_run_again(fake_scripts,
     runs_of_maddpg = [("maddpg.py", "maddpg_k1_differentiable"), ("maddpg.py", "maddpg_k3_differentiable")]
     assert rerun_tag_grid(fake_scripts) == runs_of_maddpg
     assert "made by other code (maddpg.py " in capsys.readouterr().out
+    new_flag = "alpha: float = 1.0\n    beta: float = 0.5\n"  # a flag added since, at its default
+    script.write_text(script.read_text().replace("alpha: float = 1.0\n", new_flag))
+    assert rerun_tag_grid(fake_scripts, accept_code_changes=True) == []  # at its default it changes nothing
+    assert "--beta" not in capsys.readouterr().out
     script.write_text(script.read_text().replace("learning_rate: float = 0.001", "learning_rate: float = 0.002"))
     assert rerun_tag_grid(fake_scripts, accept_code_changes=True) == runs_of_maddpg  # a default changed: never kept
     assert "made with --learning-rate 0.001 (now 0.002)" in capsys.readouterr().out
