@@ -400,6 +400,29 @@ def test_the_report_warns_of_mixed_budgets_settings_and_code_and_reads_a_baselin
     assert merged["simple_reference"]["mine"][1]["curve"] == [[1_000_000, -30.0]]  # its own runs, not the baseline's
 
 
+def test_the_stronger_learners_study_tables_each_change_against_the_defaults(tmp_path):
+    from benchmark.analysis import stronger
+
+    assert stronger.split("ctedd_global_td3") == ("ctedd_global", "td3")
+    assert stronger.split("maddpg_k3_differentiable") == ("maddpg_k3_differentiable", "none")
+    with pytest.raises(UsageError, match="does not start with"):
+        stronger.split("mine")
+    results = tmp_path / "results"
+    peak_then_fall = [[300_000, -40.0], [700_000, -12.0], [800_000, -20.0], [1_000_000, -30.0]]
+    for seed in (101, 102):
+        write_result(results, "simple_reference", "ctedd_global", seed, peak_then_fall, {})
+        write_result(results, "simple_reference", "ctedd_global_td3", seed, [[500_000, -30.0], [1_000_000, -14.0]], {})
+    references = {"simple_reference": {"random": -100.0, "full information": 0.0}}
+    found = report.load_results(results)
+    numbers = stronger.run_numbers(found["simple_reference"]["ctedd_global"][101], "simple_reference", references)
+    assert numbers["last"] == pytest.approx(-20.667, abs=1e-3) and numbers["fall"] == pytest.approx(0.18)
+    rows = stronger.table(found, references, "simple_reference").splitlines()
+    assert rows[2].startswith("| ctedd_global | none | 2 | -30.0 | -12.0 | -20.7 (-20.7 / -20.7) | 0.180 (0.180) |")
+    assert rows[3].startswith("| ctedd_global | td3 | 2 | -14.0 | -14.0 | -14.0 (-14.0 / -14.0) | 0.000 (0.000) |")
+    stronger.plot(found, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 5000
+
+
 def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
     """random < no message < 1 bit < full information, on both communication tasks: the range a
     learner must cover, and a check that the goals travel only where the controllers send them."""
