@@ -84,16 +84,14 @@ def plot(results: dict, path: str) -> None:
     ]
     fig, axes = plt.subplots(-(-len(panels) // 2), 2, figsize=(13, 3.6 * -(-len(panels) // 2)), squeeze=False)
     for ax, (task, method) in zip(axes.ravel(), panels):
+        late = []  # the y range of the part this study is about: from a fifth of the run on
         for arm in sorted(a for a in results[task] if split(a)[0] == method):
             curves = np.array([np.array(r["curve"], dtype=float) for r in results[task][arm].values()])
-            change = split(arm)[1]
-            ax.plot(
-                curves[0, :, 0],
-                curves[:, :, 1].mean(0),
-                lw=2.2 if change == "none" else 1.3,
-                color="black" if change == "none" else None,
-                label=f"{change} (n={len(curves)})",
-            )
+            steps, mean, change = curves[0, :, 0], curves[:, :, 1].mean(0), split(arm)[1]
+            late += list(mean[steps >= 0.2 * steps[-1]])
+            width, colour = (2.2, "black") if change == "none" else (1.3, None)
+            ax.plot(steps, mean, lw=width, color=colour, label=f"{change} (n={len(curves)})")
+        ax.set_ylim(min(late) - 1.5, max(late) + 1.0)
         ax.set_title(f"{task}: {method}", fontsize=10)
         ax.set_xlabel("env steps")
         ax.set_ylabel("return, mean over seeds")
