@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import report, run
-from benchmark.grid import Job
+from benchmark.grid import Job, read_json, read_result
 from common.envs import parse_task
 from common.utils import UsageError, atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TUNING = ROOT / "benchmark" / "results" / "tuning"
+OUTCOME = "tuning outcome (python -m benchmark.tune, benchmark/results/tuning/{task}/{method}.json)"
 METHODS = {  # name: (script, fixed arguments)
     "ctedd_global": ("ctedd_global.py", []),
     "maddpg_k3_differentiable": ("maddpg.py", ["--message-bits", "3", "--channel", "differentiable"]),
@@ -148,7 +149,7 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
             failed = run.run_grid(jobs, workers, runs_dir, "benchmark/logs", str(results_dir), poll_seconds=poll)
         if failed:
             raise UsageError(f"{failed} tuning runs failed (logs in benchmark/logs/)")
-        kept = [json.loads(Path(job.result_path(str(results_dir))).read_text()) for job in jobs]
+        kept = [read_result(job.result_path(str(results_dir))) for job in jobs]
         runs = {i: kept[n * len(SEEDS) : (n + 1) * len(SEEDS)] for n, i in enumerate(survivors)}
         scores = {i: [score(r["curve"], task, references) for r in runs[i]] for i in survivors}
         minutes = sum(r["minutes"] for rs in runs.values() for r in rs)
@@ -175,8 +176,8 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
 def write_tuned(path: str) -> dict:
     """benchmark/tuned.json, which the grid reads (`run.py --tuned`): each tuned (task, method)'s chosen flags."""
     settings = {}
-    for outcome_path in sorted(TUNING.glob("*/*.json")):
-        outcome = json.loads(outcome_path.read_text())
+    for outcome_path in sorted(p for p in TUNING.glob("*/*.json") if "__" not in p.stem):  # not the trials
+        outcome = read_json(str(outcome_path), OUTCOME, ("task", "method"))
         if "chosen_flags" in outcome:
             settings.setdefault(outcome["task"], {})[outcome["method"]] = outcome["chosen_flags"]
     tuned = {"written_by": "benchmark/tune.py --write-tuned", "settings": settings}
@@ -188,7 +189,7 @@ def single_setting(method: str) -> str:
     """The one configuration best across every task `method` was tuned on, against each task's own choice: what
     per-task tuning adds. Among the configurations that reached the last rung on every task, the best mean score
     there (the first rung favours the fast starters); if none did, the best mean at the first rung."""
-    outcomes = [json.loads(p.read_text()) for p in sorted(TUNING.glob(f"*/{method}.json"))]
+    outcomes = [read_json(str(p), OUTCOME, ("rungs",)) for p in sorted(TUNING.glob(f"*/{method}.json"))]
     if not outcomes:
         return f"{method}: not tuned yet"
     first = [{int(i): np.mean(v) for i, v in o["rungs"][0]["scores"].items()} for o in outcomes]
@@ -231,7 +232,7 @@ def table(outcome: dict) -> str:
 def tuning_report(task: str, figure: str | None) -> str:
     """The table of every configuration's scores per method, and the figure (one panel per method)."""
     outcomes = [
-        json.loads((TUNING / task / f"{m}.json").read_text())
+        read_json(str(TUNING / task / f"{m}.json"), OUTCOME, ("rungs",))
         for m in METHODS
         if (TUNING / task / f"{m}.json").is_file()
     ]
