@@ -83,13 +83,15 @@ def plot(results: dict, path: str) -> None:
         if any(split(arm)[0] == method for arm in results[task])
     ]
     fig, axes = plt.subplots(-(-len(panels) // 2), 2, figsize=(13, 3.6 * -(-len(panels) // 2)), squeeze=False)
+    changes = sorted({split(arm)[1] for runs in results.values() for arm in runs} - {"none"})
+    colours = dict(zip(changes, plt.get_cmap("tab10").colors * 2))  # a change has one colour in every panel
     for ax, (task, method) in zip(axes.ravel(), panels):
         late = []  # the y range of the part this study is about: from a fifth of the run on
         for arm in sorted(a for a in results[task] if split(a)[0] == method):
             curves = np.array([np.array(r["curve"], dtype=float) for r in results[task][arm].values()])
             steps, mean, change = curves[0, :, 0], curves[:, :, 1].mean(0), split(arm)[1]
             late += list(mean[steps >= 0.2 * steps[-1]])
-            width, colour = (2.2, "black") if change == "none" else (1.3, None)
+            width, colour = (2.2, "black") if change == "none" else (1.3, colours[change])
             ax.plot(steps, mean, lw=width, color=colour, label=f"{change} (n={len(curves)})")
         ax.set_ylim(min(late) - 1.5, max(late) + 1.0)
         ax.set_title(f"{task}: {method}", fontsize=10)
