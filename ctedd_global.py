@@ -23,19 +23,19 @@ from common.buffer import RecentBatch, ReplayBuffer
 from common.diagnostics import log_omega, omega_diagnostics
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
-from common.layers import AgentLinear
-from common.utils import Stopwatch, UsageError, due, timing_line
+from common.layers import AgentLinear, joint_action, own_action_joint
+from common.learners import LearnerArgs, anneal_lr, target_policy_smoothing
+from common.utils import Stopwatch, UsageError, due, iterations_due, timing_line
 
 
 @dataclass
-class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task variants, evaluation, checkpoints
+class Args(LearnerArgs):  # the run's settings (runs.TrainArgs) and the learners' candidate changes (common/learners.py)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     save_model: bool = True
     """whether to save the model and the replay buffer (stage 2 needs both) into `runs/{run_name}`"""
 
-    # Algorithm specific arguments. The learning settings are the best single setting of benchmark.tune
-    # across the channel tasks tuned so far (docs/tuning.md)
+    # Algorithm specific arguments; the learning settings: benchmark.tune's best single setting (docs/tuning.md)
     env_id: str = "simple_push"
     """the MPE environment: simple_push, simple_tag, simple_spread, simple_adversary, simple_speaker_listener
     or simple_reference"""
@@ -62,7 +62,7 @@ class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task varian
     actor_reg: float = 1.059e-4
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
     hidden_dim: int = 64
-    """width of the two hidden layers of every network"""
+    """width of the two hidden layers of every network (the critics' too, unless --critic-hidden-dim)"""
 
     # Not in the paper: our additions to eq. (1) and its ablation (docs/omega.md)
     alpha: float = 0.1
@@ -76,6 +76,10 @@ class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task varian
     """weight of the squared pre-squash output of omega_i (as --actor-reg for the means); 0: eq. (1) alone"""
     fixed_sigma: float | None = None
     """the ablation of the learned exploration: explore with this fixed sigma (omega_i and eq. (1) are off)"""
+    initial_sigma: float | None = None
+    """sigma_i(s) at every s at the start: omega_i's weights 0, its bias where the squash is log sigma; None: default"""
+    omega_warmup_batch: bool = True
+    """eq. (1)'s first B holds all transitions since env step 0; `--no-omega-warmup-batch`: from --learning-starts on"""
 
 
 # paper is silent; we squash log sigma_i into [-5, 0]: sigma <= 1 spans the whole action range [-1, 1]
@@ -93,9 +97,12 @@ def squash_log_std(x: torch.Tensor) -> torch.Tensor:
     return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(x) + 1)
 
 
-def mlp(in_features: int, hidden: int) -> nn.Sequential:
-    """Two hidden ReLU layers of width `hidden`: (..., in) -> (..., hidden)."""
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+def mlp(in_features: int, hidden: int, layer_norm: bool = False) -> nn.Sequential:
+    """Two hidden ReLU layers of width `hidden`: (..., in) -> (..., hidden); `layer_norm`: LayerNorm before each ReLU"""
+    norm = (lambda: [nn.LayerNorm(hidden)]) if layer_norm else list  # not in the paper (--layer-norm)
+    return nn.Sequential(
+        nn.Linear(in_features, hidden), *norm(), nn.ReLU(), nn.Linear(hidden, hidden), *norm(), nn.ReLU()
+    )
 
 
 class GlobalPolicy(nn.Module):
@@ -103,13 +110,17 @@ class GlobalPolicy(nn.Module):
     DNN (trunk) and per agent a mean head, mu_i(s) = tanh(head_i(trunk(s))), and a local component
     omega_i, log sigma_i(s) = omega_i(trunk(s)): pi_i(a_i | s) = N(mu_i(s), diag sigma_i(s)^2)."""
 
-    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+    def __init__(self, num_agents: int, state_dim: int, hidden: int, initial_sigma: float | None = None):
         super().__init__()
         self.num_agents = num_agents
         self.trunk = mlp(state_dim, hidden)
         self.mean_heads = AgentLinear(num_agents, hidden, ACTION_DIM)
         # paper is silent on omega_i's shape; we use one linear layer per agent on the trunk features
         self.omega = AgentLinear(num_agents, hidden, ACTION_DIM)
+        if initial_sigma is not None:  # not in the paper (--initial-sigma): sigma_i(s) = initial_sigma for every s
+            squashed = 2 * (math.log(initial_sigma) - LOG_STD_MIN) / (LOG_STD_MAX - LOG_STD_MIN) - 1  # tanh(bias)
+            nn.init.zeros_(self.omega.weight)
+            nn.init.constant_(self.omega.bias, math.atanh(squashed))
 
     def preactivations(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """state (B, S) -> the means before the tanh and omega_i's output before the squash, (N, B, 2) each.
@@ -131,10 +142,12 @@ class CentralizedQ(nn.Module):
     network with one output per agent, Q_i, which coincide in cooperative tasks. Actions come
     agent-major, (N, B, A)."""
 
-    def __init__(self, num_agents: int, state_dim: int, hidden: int):
+    def __init__(self, num_agents: int, state_dim: int, hidden: int, layer_norm: bool = False, twin: bool = False):
         super().__init__()
         self.num_agents = num_agents
-        self.net = nn.Sequential(*mlp(state_dim + num_agents * ACTION_DIM, hidden), nn.Linear(hidden, num_agents))
+        layers = mlp(state_dim + num_agents * ACTION_DIM, hidden, layer_norm)
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, num_agents))
+        self.twin = CentralizedQ(num_agents, state_dim, hidden, layer_norm) if twin else None  # TD3 (--twin-critics)
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
@@ -145,20 +158,6 @@ class CentralizedQ(nn.Module):
         joint = own_action_joint(actions, own_actions)
         q = self.net(torch.cat([state.expand(self.num_agents, *state.shape), joint], dim=-1))  # (N, B, N)
         return q.diagonal(dim1=0, dim2=2).T  # Q_i read on agent i's own joint action
-
-
-def joint_action(actions: torch.Tensor) -> torch.Tensor:
-    """Every agent's action side by side, in agent order: (N, B, A) -> (B, N * A)."""
-    return actions.transpose(0, 1).reshape(actions.shape[1], -1)
-
-
-def own_action_joint(actions: torch.Tensor, own_actions: torch.Tensor) -> torch.Tensor:
-    """Agent i's joint action has its own slot from own_actions and the others' from actions:
-    both (N, B, A) -> (N, B, N * A); row i equals joint_action(actions with row i replaced)."""
-    n, batch, action_dim = own_actions.shape
-    own = torch.eye(n, device=own_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
-    joint = own * own_actions.transpose(0, 1) + (1 - own) * actions.transpose(0, 1)
-    return joint.reshape(n, batch, n * action_dim)
 
 
 def td_target(rewards, terminations, next_q, gamma):
@@ -211,7 +210,7 @@ class Temperature(nn.Module):
 
 
 def make_policy(args: Args, envs: BatchedMPE) -> GlobalPolicy:
-    return GlobalPolicy(envs.num_agents, envs.state_dim, args.hidden_dim)
+    return GlobalPolicy(envs.num_agents, envs.state_dim, args.hidden_dim, args.initial_sigma)
 
 
 def global_actor(policy: GlobalPolicy, device: torch.device):
@@ -245,11 +244,11 @@ def main(args: Args) -> dict:
     eval_envs = make_envs(vars(args), args.eval_episodes)
     num_agents = envs.num_agents
 
-    policy = make_policy(args, envs).to(device)
-    target_policy = make_policy(args, envs).to(device)
+    policy, target_policy = make_policy(args, envs).to(device), make_policy(args, envs).to(device)
     target_policy.load_state_dict(policy.state_dict())
-    critics = CentralizedQ(num_agents, envs.state_dim, args.hidden_dim).to(device)
-    target_critics = CentralizedQ(num_agents, envs.state_dim, args.hidden_dim).to(device)
+    critic_settings = (args.critic_hidden_dim or args.hidden_dim, args.layer_norm, args.twin_critics)
+    critics = CentralizedQ(num_agents, envs.state_dim, *critic_settings).to(device)
+    target_critics = CentralizedQ(num_agents, envs.state_dim, *critic_settings).to(device)
     target_critics.load_state_dict(critics.state_dict())
     q_optimizer = optim.Adam(critics.parameters(), lr=args.critic_learning_rate, fused=True)
     actor_optimizer = optim.Adam(policy.ddpg_parameters(), lr=args.learning_rate, fused=True)
@@ -273,6 +272,7 @@ def main(args: Args) -> dict:
         recent.parts, diagnostics = loop["recent"], loop["omega"]
     act = global_actor(policy, device)
     stopwatch, recent_returns = Stopwatch("env", "act", "update", "eval"), []
+    actor_loss = torch.tensor(float("nan"))  # logged as NaN until the first actor update (--policy-delay, --resume)
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
@@ -285,7 +285,8 @@ def main(args: Args) -> dict:
             # a_i ~ pi_i(. | s), the noise independent per agent; sigma_i(s) reads the shared trunk's features of s
             sigma = log_std.exp() if args.fixed_sigma is None else args.fixed_sigma
             samples = means + sigma * torch.randn_like(means)
-            recent.add(state_t, samples, means)
+            if args.omega_warmup_batch or global_step + args.num_envs > args.learning_starts:  # --omega-warmup-batch
+                recent.add(state_t, samples, means)
             forces = samples.clamp(-1.0, 1.0).transpose(0, 1).cpu().numpy()
 
         # TRY NOT TO MODIFY: execute the game and log data.
@@ -301,16 +302,22 @@ def main(args: Args) -> dict:
             obs, state = envs.reset_done()
 
         # ALGO LOGIC: training, one learning iteration per train_frequency env steps
-        iterations = due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
-        for recent_states, recent_samples, recent_means in recent.take(iterations):
+        anneal_lr(modules.values(), args.lr_final_fraction, (global_step + args.num_envs) / args.total_timesteps)
+        iterations = iterations_due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
+        for iteration, (recent_states, recent_samples, recent_means) in zip(iterations, recent.take(len(iterations))):
             with stopwatch("update"):
                 data = rb.sample(args.batch_size)
                 with torch.no_grad():
                     next_actions, _ = target_policy(data.next_states)
+                    next_actions = target_policy_smoothing(next_actions, args.target_noise, args.target_noise_clip)
                     next_q = target_critics(data.next_states, next_actions)
+                    if args.twin_critics:  # not in the paper; TD3: the smaller target critic's value, per agent
+                        next_q = torch.min(next_q, target_critics.twin(data.next_states, next_actions))
                     target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
                 q_values = critics(data.states, data.actions)
                 qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
+                if args.twin_critics:  # not in the paper; TD3: the twin regresses to the same target
+                    qf_loss = qf_loss + F.mse_loss(critics.twin(data.states, data.actions), target_q) * num_agents
 
                 q_optimizer.zero_grad()
                 qf_loss.backward()
@@ -338,32 +345,29 @@ def main(args: Args) -> dict:
                         temperature.loss(entropy).backward()
                         alpha_optimizer.step()
 
-                # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own mean
-                # mu_i only; paper is silent on the others' actions: their current means, held fixed
-                preactivation, _ = policy.preactivations(data.states)
-                policy_means = torch.tanh(preactivation)
-                critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
-                actor_loss = -critics.own_action(data.states, policy_means.detach(), policy_means).mean(1).sum()
-                actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
-                actor_optimizer.zero_grad()
-                actor_loss.backward()
-                critics.requires_grad_(True)
-                nn.utils.clip_grad_norm_(policy.ddpg_parameters(), args.max_grad_norm)
-                actor_optimizer.step()
-
-                # update the target networks
-                soft_update(policy, target_policy, args.tau)
-                soft_update(critics, target_critics, args.tau)
+                if iteration % args.policy_delay == 0:  # not in the paper; TD3: actors and targets every D-th iteration
+                    # DDPG update of the trunk and mean heads: agent i ascends Q_i(s, mu(s)) through its own mean
+                    # mu_i only; paper is silent on the others' actions: their current means, held fixed
+                    preactivation, _ = policy.preactivations(data.states)
+                    policy_means = torch.tanh(preactivation)
+                    critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+                    actor_loss = -critics.own_action(data.states, policy_means.detach(), policy_means).mean(1).sum()
+                    actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
+                    actor_optimizer.zero_grad()
+                    actor_loss.backward()
+                    critics.requires_grad_(True)
+                    nn.utils.clip_grad_norm_(policy.ddpg_parameters(), args.max_grad_norm)
+                    actor_optimizer.step()
+                    soft_update(policy, target_policy, args.tau)  # update the target networks
+                    soft_update(critics, target_critics, args.tau)
 
         if due(global_step, args.num_envs, 100 * args.train_frequency, start=args.learning_starts):
             writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
             writer.add_scalar("losses/qf_loss", qf_loss.item(), global_step)
             writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
             if args.fixed_sigma is None:  # eq. (1)'s terms, then research instrumentation (common/diagnostics.py)
-                writer.add_scalar("losses/omega_pg", pg.mean().item(), global_step)
-                writer.add_scalar("losses/entropy", entropy.mean().item(), global_step)
                 entry = omega_diagnostics(global_step, alpha, recent_log_std, recent_samples, recent_means, advantage)
-                diagnostics.append(log_omega(writer, entry, envs.agents))
+                diagnostics.append(log_omega(writer, entry, envs.agents, pg, entropy))
             runs.log_progress(writer, global_step, args, start_step, start_time, recent_returns, stopwatch)
 
         steps_taken = global_step + args.num_envs

@@ -23,19 +23,19 @@ from common import runs
 from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
-from common.layers import agent_mlp
-from common.utils import Stopwatch, UsageError, due, timing_line
+from common.layers import agent_mlp, joint_action, own_action_joint
+from common.learners import LearnerArgs, anneal_lr, target_policy_smoothing
+from common.utils import Stopwatch, UsageError, due, iterations_due, timing_line
 
 
 @dataclass
-class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task variants, evaluation, checkpoints
+class Args(LearnerArgs):  # the run's settings (runs.TrainArgs) and the learners' candidate changes (common/learners.py)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     save_model: bool = False
     """whether to save the model into the `runs/{run_name}` folder"""
 
-    # Algorithm specific arguments. The learning settings are the best single setting of benchmark.tune
-    # across the channel tasks tuned so far (docs/tuning.md)
+    # Algorithm specific arguments; the learning settings: benchmark.tune's best single setting (docs/tuning.md)
     env_id: str = "simple_push"
     """the MPE environment: simple_push, simple_tag, simple_spread, simple_adversary, simple_speaker_listener
     or simple_reference"""
@@ -62,7 +62,7 @@ class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task varian
     actor_reg: float = 1.059e-4
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
     hidden_dim: int = 64
-    """width of the two hidden layers of every network"""
+    """width of the two hidden layers of every network (the critics' too, unless --critic-hidden-dim)"""
     exploration_noise: float = 0.3548
     """the std of the Gaussian exploration noise added to the forces"""
     message_bits: int = 0
@@ -161,10 +161,20 @@ class Critics(nn.Module):
     """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N), one network each. The joint observation is
     the full state s (every agent's full observation). Actions come agent-major, (N, B, A)."""
 
-    def __init__(self, num_agents: int, state_dim: int, action_dim: int, hidden: int):
+    def __init__(
+        self,
+        num_agents: int,
+        state_dim: int,
+        action_dim: int,
+        hidden: int,
+        layer_norm: bool = False,
+        twin: bool = False,
+    ):
         super().__init__()
         self.num_agents = num_agents
-        self.net = agent_mlp(num_agents, state_dim + num_agents * action_dim, hidden, 1)
+        self.net = agent_mlp(num_agents, state_dim + num_agents * action_dim, hidden, 1, layer_norm)
+        # not in the paper; TD3 (Fujimoto et al. 2018), --twin-critics: a second critic per agent, for the TD target
+        self.twin = Critics(num_agents, state_dim, action_dim, hidden, layer_norm) if twin else None
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
@@ -175,20 +185,6 @@ class Critics(nn.Module):
         """Q_i(s, a) where agent i's action is own_actions[i] and the others' are `actions`: (N, B)."""
         joint = own_action_joint(actions, own_actions)
         return self.net(torch.cat([state.expand(self.num_agents, *state.shape), joint], dim=-1)).squeeze(-1)
-
-
-def joint_action(actions: torch.Tensor) -> torch.Tensor:
-    """Every agent's action side by side, in agent order: (N, B, A) -> (B, N * A)."""
-    return actions.transpose(0, 1).reshape(actions.shape[1], -1)
-
-
-def own_action_joint(actions: torch.Tensor, own_actions: torch.Tensor) -> torch.Tensor:
-    """Agent i's joint action has its own slot from own_actions and the others' from actions:
-    both (N, B, A) -> (N, B, N * A); row i equals joint_action(actions with row i replaced)."""
-    n, batch, action_dim = own_actions.shape
-    own = torch.eye(n, device=own_actions.device).view(n, 1, n, 1)  # own[i, :, j] = [i == j]
-    joint = own * own_actions.transpose(0, 1) + (1 - own) * actions.transpose(0, 1)
-    return joint.reshape(n, batch, n * action_dim)
 
 
 def td_target(rewards, terminations, next_q, gamma):
@@ -239,14 +235,14 @@ def main(args: Args) -> dict:
     eval_envs = make_envs(vars(args), args.eval_episodes)
     num_agents = envs.num_agents
 
-    policy = make_policy(args, envs).to(device)
-    target_policy = make_policy(args, envs).to(device)
+    policy, target_policy = make_policy(args, envs).to(device), make_policy(args, envs).to(device)
     target_policy.load_state_dict(policy.state_dict())
     # paper is silent on how MADDPG-k learns its channel; see --channel
     reinforced = args.channel == "reinforced" and args.message_bits > 0
     action_dim = ACTION_DIM + (args.message_bits if reinforced else 0)
-    critics = Critics(num_agents, envs.state_dim, action_dim, args.hidden_dim).to(device)
-    target_critics = Critics(num_agents, envs.state_dim, action_dim, args.hidden_dim).to(device)
+    critic_settings = (args.critic_hidden_dim or args.hidden_dim, args.layer_norm, args.twin_critics)
+    critics = Critics(num_agents, envs.state_dim, action_dim, *critic_settings).to(device)
+    target_critics = Critics(num_agents, envs.state_dim, action_dim, *critic_settings).to(device)
     target_critics.load_state_dict(critics.state_dict())
     q_optimizer = optim.Adam(critics.parameters(), lr=args.critic_learning_rate, fused=True)
     actor_optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate, fused=True)
@@ -260,6 +256,7 @@ def main(args: Args) -> dict:
         start_step, curve, rb, _ = runs.restore(checkpoint, modules, run_dir, rb, envs)
     act = local_actor(policy, device)
     stopwatch, recent_returns = Stopwatch("env", "act", "update", "eval"), []
+    actor_loss = torch.tensor(float("nan"))  # logged as NaN until the first actor update (--policy-delay, --resume)
     start_time = time.time()
 
     # TRY NOT TO MODIFY: start the game
@@ -288,37 +285,42 @@ def main(args: Args) -> dict:
             obs, state = envs.reset_done()
 
         # ALGO LOGIC: training, one learning iteration per train_frequency env steps
-        iterations = due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
-        for _ in range(iterations):
+        anneal_lr(modules.values(), args.lr_final_fraction, (global_step + args.num_envs) / args.total_timesteps)
+        iterations = iterations_due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
+        for iteration in iterations:
             with stopwatch("update"):
                 data = rb.sample(args.batch_size)
                 with torch.no_grad():
                     _, next_actions = critic_actions(target_policy, data.next_obs, reinforced)
+                    next_actions = target_policy_smoothing(next_actions, args.target_noise, args.target_noise_clip)
                     next_q = target_critics(data.next_states, next_actions)
+                    if args.twin_critics:  # not in the paper; TD3: the smaller target critic's value, per agent
+                        next_q = torch.min(next_q, target_critics.twin(data.next_states, next_actions))
                     target_q = td_target(data.rewards, data.terminations, next_q, args.gamma)
                 q_values = critics(data.states, data.actions)
                 qf_loss = F.mse_loss(q_values, target_q) * num_agents  # sum over agents of per-agent MSE
+                if args.twin_critics:  # not in the paper; TD3: the twin regresses to the same target
+                    qf_loss = qf_loss + F.mse_loss(critics.twin(data.states, data.actions), target_q) * num_agents
 
                 q_optimizer.zero_grad()
                 qf_loss.backward()
                 nn.utils.clip_grad_norm_(critics.parameters(), args.max_grad_norm)
                 q_optimizer.step()
 
-                # DDPG actor update for every agent: agent i ascends Q_i through its own action only; the
-                # others' actions come from the buffer (as in openai/maddpg)
-                preactivation, policy_actions = critic_actions(policy, data.obs, reinforced)
-                critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
-                actor_loss = -critics.own_action(data.states, data.actions, policy_actions).mean(1).sum()
-                actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
-                actor_optimizer.zero_grad()
-                actor_loss.backward()
-                critics.requires_grad_(True)
-                nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
-                actor_optimizer.step()
-
-                # update the target networks
-                soft_update(policy, target_policy, args.tau)
-                soft_update(critics, target_critics, args.tau)
+                if iteration % args.policy_delay == 0:  # not in the paper; TD3: actors and targets every D-th iteration
+                    # DDPG actor update for every agent: agent i ascends Q_i through its own action only; the
+                    # others' actions come from the buffer (as in openai/maddpg)
+                    preactivation, policy_actions = critic_actions(policy, data.obs, reinforced)
+                    critics.requires_grad_(False)  # the actor loss needs dQ/da only: skip the critics' weight gradients
+                    actor_loss = -critics.own_action(data.states, data.actions, policy_actions).mean(1).sum()
+                    actor_loss = actor_loss + args.actor_reg * preactivation.pow(2).mean(1).sum()
+                    actor_optimizer.zero_grad()
+                    actor_loss.backward()
+                    critics.requires_grad_(True)
+                    nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                    actor_optimizer.step()
+                    soft_update(policy, target_policy, args.tau)  # update the target networks
+                    soft_update(critics, target_critics, args.tau)
 
         if due(global_step, args.num_envs, 100 * args.train_frequency, start=args.learning_starts):
             writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)

@@ -31,10 +31,13 @@ def omega_diagnostics(step: int, alpha, log_std, sampled_actions, means, q) -> d
         }
 
 
-def log_omega(writer, entry: dict, agents: list[str]) -> dict:
+def log_omega(writer, entry: dict, agents: list[str], pg: torch.Tensor, entropy: torch.Tensor) -> dict:
     """An entry of `omega_diagnostics` to tensorboard, and back: each agent's exploration std, and the agents'
-    means of alpha, the spread of log sigma and the gradient's signal-to-noise ratio."""
+    means of alpha, the spread of log sigma and the gradient's signal-to-noise ratio; with them eq. (1)'s terms,
+    the policy-gradient term `pg` and the entropy (per agent), as losses/omega_pg and losses/entropy."""
     step = entry["step"]
+    writer.add_scalar("losses/omega_pg", pg.mean().item(), step)
+    writer.add_scalar("losses/entropy", entropy.mean().item(), step)
     for i, agent in enumerate(agents):
         writer.add_scalar(f"charts/exploration_std/{agent}", float(np.mean(entry["sigma"][i])), step)
     for name in ("alpha", "log_sigma_spread", "pg_snr"):

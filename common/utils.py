@@ -56,6 +56,13 @@ RANGES = {
     "dagger_steps": (25, INF, True, False),  # one episode in at least one environment
     "dagger_updates": (1, INF, True, False),
     "critic_weight": (0, INF, True, False),
+    # the learners' candidate changes (common/learners.py, ctedd_global.py)
+    "critic_hidden_dim": (1, 65536, True, True),
+    "target_noise": (0, INF, True, False),  # 0: no target policy smoothing
+    "target_noise_clip": (0, INF, False, False),
+    "policy_delay": (1, INF, True, False),
+    "lr_final_fraction": (0, 1, True, True),  # 0: down to no step at all; above 1 it would grow
+    "initial_sigma": (math.exp(-5), 1, False, False),  # ctedd_global.py's sigma range, (exp(LOG_STD_MIN), exp(0)): open
 }
 
 
@@ -149,6 +156,14 @@ def due(global_step: int, num_envs: int, every: int, offset: int = 0, start: int
         return 0
     first, stop = max(global_step, start) - offset, global_step + num_envs - offset
     return max(0, -(-stop // every) - -(-first // every))
+
+
+def iterations_due(global_step: int, num_envs: int, every: int, start: int = 0) -> range:
+    """The learning iterations due in the env steps the training loop just took (`due`, offset 0), numbered from
+    the run's first one: range(k, k + due(global_step, num_envs, every, start=start)), k of them before global_step.
+    The number follows from the env step alone, so a resumed run numbers them as the uninterrupted one."""
+    before = due(0, global_step, every, start=start)  # the env steps 0 .. global_step - 1
+    return range(before, before + due(global_step, num_envs, every, start=start))
 
 
 def progress_line(

@@ -8,6 +8,7 @@ import torch
 
 import ctedd_global
 import maddpg
+from common import runs
 from common.utils import UsageError, load_checkpoint
 
 # 4 environments: an episode is 100 env steps. The buffer (200) has wrapped by the stop at 260, mid-episode,
@@ -128,3 +129,47 @@ def test_a_resumed_budget_is_checked_against_the_runs_own_learning_start(tmp_pat
     torch.save(checkpoint, run_dir / "checkpoint.pt")
     with pytest.raises(UsageError, match="^--total-timesteps 400 ends before learning starts at --learning-starts 500"):
         ctedd_global.main(ctedd_global.Args(resume=f"runs/{run_dir.name}", total_timesteps=400))
+
+
+NEW_FLAGS = dict(twin_critics=True, target_noise=0.2, policy_delay=3, layer_norm=True, critic_hidden_dim=24)
+NEW_FLAGS.update(lr_final_fraction=0.1)  # the schedule over the run's budget: a crash must not change it
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("script", CASES)
+def test_a_run_with_the_new_flags_resumed_after_a_crash_equals_the_uninterrupted_one(script, tmp_path, monkeypatch):
+    """Issue 34's flags carry state through a resume: the learning-rate schedule (the optimizers' initial_lr), the
+    iteration count of --policy-delay, the twins; ctedd_global.py also --initial-sigma and the first batch B."""
+    module, task = CASES[script]
+    if module is ctedd_global:
+        task = dict(task, initial_sigma=0.3, omega_warmup_batch=False)
+    settings = dict(SETTINGS, **task, **NEW_FLAGS, checkpoint_frequency=260)
+    straight_dir, crashed_dir = tmp_path / "straight", tmp_path / "crashed"
+    for directory in (straight_dir, crashed_dir):
+        directory.mkdir()
+    monkeypatch.chdir(straight_dir)
+    straight = module.main(module.Args(**settings))
+    monkeypatch.chdir(crashed_dir)
+    save_run = runs.save_run
+
+    def crash_after_saving(*args, **kwargs):
+        save_run(*args, **kwargs)
+        raise Crash  # the process dies right after its first checkpoint, at env step 260
+
+    monkeypatch.setattr(runs, "save_run", crash_after_saving)
+    with pytest.raises(Crash):
+        module.main(module.Args(**settings))
+    monkeypatch.setattr(runs, "save_run", save_run)
+    (run_dir,) = (crashed_dir / "runs").iterdir()
+    assert load_checkpoint(run_dir / "checkpoint.pt")["global_step"] == 260
+    assert module.main(module.Args(resume=f"runs/{run_dir.name}", total_timesteps=600)) == straight
+    _, straight_result, straight_model = finished(straight_dir, module.Args.exp_name)
+    _, resumed_result, resumed_model = finished(crashed_dir, module.Args.exp_name)
+    assert resumed_result["curve"] == straight_result["curve"]
+    for name in ("policy", "critics"):
+        assert straight_model[name].keys() == resumed_model[name].keys()
+        for key, weight in straight_model[name].items():
+            assert torch.equal(resumed_model[name][key], weight), (name, key)

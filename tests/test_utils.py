@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from common.utils import UsageError, atomic_write, due, load_checkpoint, save_checkpoint, timing_line
+from common.utils import UsageError, atomic_write, due, iterations_due, load_checkpoint, save_checkpoint, timing_line
 
 
 def test_a_crash_while_writing_keeps_the_previous_file(tmp_path):
@@ -72,6 +72,14 @@ def test_the_loops_events_keep_their_schedules():
     assert due(320, 16, 336, offset=-1) == 1 and due(336, 16, 336, offset=-1) == 0
     assert due(336, 16, 336) == 1 and due(320, 16, 336) == 0
     assert all(due(step, 16, 0, offset=-1) == 0 for step in range(0, 1000, 16))  # every 0: never
+
+
+@pytest.mark.parametrize("num_envs, every, start", [(16, 84, 25_600), (4, 50, 200), (100, 30, 0), (7, 3, 10)])
+def test_the_learning_iterations_are_numbered_from_the_first_across_the_batches(num_envs, every, start):
+    batches = [iterations_due(step, num_envs, every, start) for step in range(0, 30_000, num_envs)]
+    assert [len(b) for b in batches] == [due(step, num_envs, every, start=start) for step in range(0, 30_000, num_envs)]
+    numbers = [k for b in batches for k in b]
+    assert numbers == list(range(len(numbers))) and numbers  # 0, 1, 2, ... from the first learning iteration on
 
 
 def test_a_run_records_its_code_as_it_was_when_it_started(tmp_path):
