@@ -131,24 +131,20 @@ class LocalPolicies(nn.Module):
         return torch.tanh(self.preactivation(obs))
 
 
-def mlp(in_features: int, hidden: int, layer_norm: bool = False) -> nn.Sequential:
-    """Two hidden ReLU layers of width `hidden`: (..., in) -> (..., hidden); `layer_norm`: LayerNorm before each ReLU"""
-    norm = (lambda: [nn.LayerNorm(hidden)]) if layer_norm else list  # not in the paper (--layer-norm)
-    return nn.Sequential(
-        nn.Linear(in_features, hidden), *norm(), nn.ReLU(), nn.Linear(hidden, hidden), *norm(), nn.ReLU()
-    )
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    """Two hidden ReLU layers of width `hidden`: (..., in) -> (..., hidden)."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
 
 class CentralizedQ(nn.Module):
     """ctedd_global.py's centralized Q(s, a_1..a_N), one output per agent, loaded from stage 1 and kept fixed
     (the same code as there, without own_action, which only stage 1's DDPG update reads; a twin: loaded, unread)."""
 
-    def __init__(self, num_agents: int, state_dim: int, hidden: int, layer_norm: bool = False, twin: bool = False):
+    def __init__(self, num_agents: int, state_dim: int, hidden: int, twin: bool = False):
         super().__init__()
         self.num_agents = num_agents
-        layers = mlp(state_dim + num_agents * ACTION_DIM, hidden, layer_norm)
-        self.net = nn.Sequential(*layers, nn.Linear(hidden, num_agents))
-        self.twin = CentralizedQ(num_agents, state_dim, hidden, layer_norm) if twin else None  # TD3 (--twin-critics)
+        self.net = nn.Sequential(*mlp(state_dim + num_agents * ACTION_DIM, hidden), nn.Linear(hidden, num_agents))
+        self.twin = CentralizedQ(num_agents, state_dim, hidden) if twin else None  # not in the paper: TD3's twin
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
@@ -235,9 +231,9 @@ def load_teacher(args: Args, device: torch.device) -> tuple[Teacher, Centralized
     path, checkpoint, stage1 = runs.stage1_model(args.global_run)
     envs = make_envs(stage1, args.eval_episodes)
     teacher = Teacher(envs.num_agents, envs.state_dim, stage1["hidden_dim"]).to(device)
-    # the critics as stage 1 built them (its --critic-hidden-dim, --layer-norm, --twin-critics; older runs: without)
-    critic_settings = (stage1.get("critic_hidden_dim") or stage1["hidden_dim"], stage1.get("layer_norm", False))
-    critics = CentralizedQ(envs.num_agents, envs.state_dim, *critic_settings, stage1.get("twin_critics", False))
+    # the critics as stage 1 built them (its --critic-hidden-dim and --twin-critics; older runs: without)
+    critic_settings = (stage1.get("critic_hidden_dim") or stage1["hidden_dim"], stage1.get("twin_critics", False))
+    critics = CentralizedQ(envs.num_agents, envs.state_dim, *critic_settings)
     critics = critics.to(device).requires_grad_(False)
     try:
         teacher.load_state_dict(checkpoint.get("policy", {}))

@@ -24,12 +24,11 @@ from common.diagnostics import log_omega, omega_diagnostics
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
 from common.layers import AgentLinear, joint_action, own_action_joint
-from common.learners import LearnerArgs, anneal_lr, target_policy_smoothing
 from common.utils import Stopwatch, UsageError, due, iterations_due, timing_line
 
 
 @dataclass
-class Args(LearnerArgs):  # the run's settings (runs.TrainArgs) and the learners' candidate changes (common/learners.py)
+class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task variants, evaluation, checkpoints
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     save_model: bool = True
@@ -62,7 +61,19 @@ class Args(LearnerArgs):  # the run's settings (runs.TrainArgs) and the learners
     actor_reg: float = 1.059e-4
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
     hidden_dim: int = 64
-    """width of the two hidden layers of every network (the critics' too, unless --critic-hidden-dim)"""
+    """width of the two hidden layers of every network (the Q-network's too, unless --critic-hidden-dim)"""
+
+    # Not in the paper: TD3's fixes (Fujimoto et al. 2018), the Q-network's width, a learning-rate schedule
+    critic_hidden_dim: int | None = None
+    """width of the Q-network's two hidden layers; None: --hidden-dim"""
+    twin_critics: bool = False
+    """TD3: twin Q-networks; the TD target takes the smaller target value per agent, both regress to it"""
+    target_noise: float = 0.0
+    """TD3's target policy smoothing: the std of Gaussian noise on the target actions, clipped (0: none)"""
+    policy_delay: int = 1
+    """TD3: the actors and the target networks move every D-th learning iteration, eq. (1) and Q every one"""
+    lr_final_fraction: float = 1.0
+    """every learning rate decays linearly over the run to this fraction of its value (1: constant)"""
 
     # Not in the paper: our additions to eq. (1) and its ablation (docs/omega.md)
     alpha: float = 0.1
@@ -97,12 +108,9 @@ def squash_log_std(x: torch.Tensor) -> torch.Tensor:
     return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(x) + 1)
 
 
-def mlp(in_features: int, hidden: int, layer_norm: bool = False) -> nn.Sequential:
-    """Two hidden ReLU layers of width `hidden`: (..., in) -> (..., hidden); `layer_norm`: LayerNorm before each ReLU"""
-    norm = (lambda: [nn.LayerNorm(hidden)]) if layer_norm else list  # not in the paper (--layer-norm)
-    return nn.Sequential(
-        nn.Linear(in_features, hidden), *norm(), nn.ReLU(), nn.Linear(hidden, hidden), *norm(), nn.ReLU()
-    )
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    """Two hidden ReLU layers of width `hidden`: (..., in) -> (..., hidden)."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
 
 class GlobalPolicy(nn.Module):
@@ -142,12 +150,11 @@ class CentralizedQ(nn.Module):
     network with one output per agent, Q_i, which coincide in cooperative tasks. Actions come
     agent-major, (N, B, A)."""
 
-    def __init__(self, num_agents: int, state_dim: int, hidden: int, layer_norm: bool = False, twin: bool = False):
+    def __init__(self, num_agents: int, state_dim: int, hidden: int, twin: bool = False):
         super().__init__()
         self.num_agents = num_agents
-        layers = mlp(state_dim + num_agents * ACTION_DIM, hidden, layer_norm)
-        self.net = nn.Sequential(*layers, nn.Linear(hidden, num_agents))
-        self.twin = CentralizedQ(num_agents, state_dim, hidden, layer_norm) if twin else None  # TD3 (--twin-critics)
+        self.net = nn.Sequential(*mlp(state_dim + num_agents * ACTION_DIM, hidden), nn.Linear(hidden, num_agents))
+        self.twin = CentralizedQ(num_agents, state_dim, hidden) if twin else None  # not in the paper: TD3's twin
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
@@ -165,6 +172,21 @@ def td_target(rewards, terminations, next_q, gamma):
     MPE's 25-step time limit is a truncation, stored as termination = 0.
     rewards (N, B), terminations (B,), next_q (N, B) -> (N, B)."""
     return rewards + gamma * (1.0 - terminations) * next_q
+
+
+def target_policy_smoothing(actions: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """TD3 (--target-noise): the target actions plus Gaussian noise of std `noise_std` clipped to [-0.5, 0.5] (TD3's
+    c), then clamped to [-1, 1]; with noise_std 0 the actions themselves, no noise drawn. (N, B, A) -> (N, B, A)."""
+    if not noise_std:
+        return actions
+    return (actions + (torch.randn_like(actions) * noise_std).clamp(-0.5, 0.5)).clamp(-1.0, 1.0)
+
+
+def anneal_learning_rates(modules, final_fraction: float, progress: float) -> None:
+    """--lr-final-fraction: each optimizer's rate at `progress` (0 to 1) of a linear decay from its initial rate (kept
+    in its state, as torch's schedulers keep it: a resumed run goes on) to final_fraction of it."""
+    for group in (module.param_groups[0] for module in modules if isinstance(module, optim.Optimizer)):
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * (1 - (1 - final_fraction) * min(progress, 1.0))
 
 
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
@@ -246,7 +268,7 @@ def main(args: Args) -> dict:
 
     policy, target_policy = make_policy(args, envs).to(device), make_policy(args, envs).to(device)
     target_policy.load_state_dict(policy.state_dict())
-    critic_settings = (args.critic_hidden_dim or args.hidden_dim, args.layer_norm, args.twin_critics)
+    critic_settings = (args.critic_hidden_dim or args.hidden_dim, args.twin_critics)
     critics = CentralizedQ(num_agents, envs.state_dim, *critic_settings).to(device)
     target_critics = CentralizedQ(num_agents, envs.state_dim, *critic_settings).to(device)
     target_critics.load_state_dict(critics.state_dict())
@@ -302,14 +324,15 @@ def main(args: Args) -> dict:
             obs, state = envs.reset_done()
 
         # ALGO LOGIC: training, one learning iteration per train_frequency env steps
-        anneal_lr(modules.values(), args.lr_final_fraction, (global_step + args.num_envs) / args.total_timesteps)
+        steps_taken = global_step + args.num_envs
+        anneal_learning_rates(modules.values(), args.lr_final_fraction, steps_taken / args.total_timesteps)
         iterations = iterations_due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
         for iteration, (recent_states, recent_samples, recent_means) in zip(iterations, recent.take(len(iterations))):
             with stopwatch("update"):
                 data = rb.sample(args.batch_size)
                 with torch.no_grad():
                     next_actions, _ = target_policy(data.next_states)
-                    next_actions = target_policy_smoothing(next_actions, args.target_noise, args.target_noise_clip)
+                    next_actions = target_policy_smoothing(next_actions, args.target_noise)
                     next_q = target_critics(data.next_states, next_actions)
                     if args.twin_critics:  # not in the paper; TD3: the smaller target critic's value, per agent
                         next_q = torch.min(next_q, target_critics.twin(data.next_states, next_actions))
@@ -370,7 +393,6 @@ def main(args: Args) -> dict:
                 diagnostics.append(log_omega(writer, entry, envs.agents, pg, entropy))
             runs.log_progress(writer, global_step, args, start_step, start_time, recent_returns, stopwatch)
 
-        steps_taken = global_step + args.num_envs
         if due(global_step, args.num_envs, args.eval_frequency, offset=-1) or steps_taken >= args.total_timesteps:
             with stopwatch("eval"):
                 result = runs.evaluate_and_log(writer, eval_envs, act, steps_taken, args, run_name)

@@ -24,12 +24,11 @@ from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
 from common.layers import agent_mlp, joint_action, own_action_joint
-from common.learners import LearnerArgs, anneal_lr, target_policy_smoothing
 from common.utils import Stopwatch, UsageError, due, iterations_due, timing_line
 
 
 @dataclass
-class Args(LearnerArgs):  # the run's settings (runs.TrainArgs) and the learners' candidate changes (common/learners.py)
+class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task variants, evaluation, checkpoints
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     save_model: bool = False
@@ -63,6 +62,18 @@ class Args(LearnerArgs):  # the run's settings (runs.TrainArgs) and the learners
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
     hidden_dim: int = 64
     """width of the two hidden layers of every network (the critics' too, unless --critic-hidden-dim)"""
+
+    # Not in the paper: TD3's fixes (Fujimoto et al. 2018; MATD3), the critics' width, a learning-rate schedule
+    critic_hidden_dim: int | None = None
+    """width of the critics' two hidden layers; None: --hidden-dim"""
+    twin_critics: bool = False
+    """TD3: twin critics per agent; the TD target takes the smaller target value, both regress to it"""
+    target_noise: float = 0.0
+    """TD3's target policy smoothing: the std of Gaussian noise on the target forces, clipped (0: none)"""
+    policy_delay: int = 1
+    """TD3: the actors and the target networks move every D-th learning iteration, the critics every one"""
+    lr_final_fraction: float = 1.0
+    """every learning rate decays linearly over the run to this fraction of its value (1: constant)"""
     exploration_noise: float = 0.3548
     """the std of the Gaussian exploration noise added to the forces"""
     message_bits: int = 0
@@ -161,20 +172,11 @@ class Critics(nn.Module):
     """Per-agent centralized critics Q_i(o_1..o_N, a_1..a_N), one network each. The joint observation is
     the full state s (every agent's full observation). Actions come agent-major, (N, B, A)."""
 
-    def __init__(
-        self,
-        num_agents: int,
-        state_dim: int,
-        action_dim: int,
-        hidden: int,
-        layer_norm: bool = False,
-        twin: bool = False,
-    ):
+    def __init__(self, num_agents: int, state_dim: int, action_dim: int, hidden: int, twin: bool = False):
         super().__init__()
         self.num_agents = num_agents
-        self.net = agent_mlp(num_agents, state_dim + num_agents * action_dim, hidden, 1, layer_norm)
-        # not in the paper; TD3 (Fujimoto et al. 2018), --twin-critics: a second critic per agent, for the TD target
-        self.twin = Critics(num_agents, state_dim, action_dim, hidden, layer_norm) if twin else None
+        self.net = agent_mlp(num_agents, state_dim + num_agents * action_dim, hidden, 1)
+        self.twin = Critics(num_agents, state_dim, action_dim, hidden) if twin else None  # not in the paper: TD3's twin
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(s, a) of every agent i for one joint action: state (B, S), actions (N, B, A) -> (N, B)."""
@@ -192,6 +194,24 @@ def td_target(rewards, terminations, next_q, gamma):
     MPE's 25-step time limit is a truncation, stored as termination = 0.
     rewards (N, B), terminations (B,), next_q (N, B) -> (N, B)."""
     return rewards + gamma * (1.0 - terminations) * next_q
+
+
+def target_policy_smoothing(actions: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """TD3 (--target-noise): the target forces plus Gaussian noise of std `noise_std` clipped to [-0.5, 0.5] (TD3's
+    c), then clamped to [-1, 1]; the reinforced channel's bits as they are; with noise_std 0 the actions themselves,
+    no noise drawn. (N, B, A) -> (N, B, A)."""
+    if not noise_std:
+        return actions
+    forces = actions[..., :ACTION_DIM]
+    forces = (forces + (torch.randn_like(forces) * noise_std).clamp(-0.5, 0.5)).clamp(-1.0, 1.0)
+    return torch.cat([forces, actions[..., ACTION_DIM:]], dim=-1)
+
+
+def anneal_learning_rates(modules, final_fraction: float, progress: float) -> None:
+    """--lr-final-fraction: each optimizer's rate at `progress` (0 to 1) of a linear decay from its initial rate (kept
+    in its state, as torch's schedulers keep it: a resumed run goes on) to final_fraction of it."""
+    for group in (module.param_groups[0] for module in modules if isinstance(module, optim.Optimizer)):
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * (1 - (1 - final_fraction) * min(progress, 1.0))
 
 
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
@@ -240,7 +260,7 @@ def main(args: Args) -> dict:
     # paper is silent on how MADDPG-k learns its channel; see --channel
     reinforced = args.channel == "reinforced" and args.message_bits > 0
     action_dim = ACTION_DIM + (args.message_bits if reinforced else 0)
-    critic_settings = (args.critic_hidden_dim or args.hidden_dim, args.layer_norm, args.twin_critics)
+    critic_settings = (args.critic_hidden_dim or args.hidden_dim, args.twin_critics)
     critics = Critics(num_agents, envs.state_dim, action_dim, *critic_settings).to(device)
     target_critics = Critics(num_agents, envs.state_dim, action_dim, *critic_settings).to(device)
     target_critics.load_state_dict(critics.state_dict())
@@ -285,14 +305,15 @@ def main(args: Args) -> dict:
             obs, state = envs.reset_done()
 
         # ALGO LOGIC: training, one learning iteration per train_frequency env steps
-        anneal_lr(modules.values(), args.lr_final_fraction, (global_step + args.num_envs) / args.total_timesteps)
+        steps_taken = global_step + args.num_envs
+        anneal_learning_rates(modules.values(), args.lr_final_fraction, steps_taken / args.total_timesteps)
         iterations = iterations_due(global_step, args.num_envs, args.train_frequency, start=args.learning_starts)
         for iteration in iterations:
             with stopwatch("update"):
                 data = rb.sample(args.batch_size)
                 with torch.no_grad():
                     _, next_actions = critic_actions(target_policy, data.next_obs, reinforced)
-                    next_actions = target_policy_smoothing(next_actions, args.target_noise, args.target_noise_clip)
+                    next_actions = target_policy_smoothing(next_actions, args.target_noise)
                     next_q = target_critics(data.next_states, next_actions)
                     if args.twin_critics:  # not in the paper; TD3: the smaller target critic's value, per agent
                         next_q = torch.min(next_q, target_critics.twin(data.next_states, next_actions))
@@ -328,7 +349,6 @@ def main(args: Args) -> dict:
             writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
             runs.log_progress(writer, global_step, args, start_step, start_time, recent_returns, stopwatch)
 
-        steps_taken = global_step + args.num_envs
         if due(global_step, args.num_envs, args.eval_frequency, offset=-1) or steps_taken >= args.total_timesteps:
             with stopwatch("eval"):
                 result = runs.evaluate_and_log(writer, eval_envs, act, steps_taken, args, run_name)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 class AgentLinear(nn.Module):
@@ -26,30 +25,14 @@ class AgentLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
 
 
-class AgentLayerNorm(nn.Module):
-    """LayerNorm over each agent's features, with the agent's own gain and bias: (N, B, F) -> (N, B, F).
-    Equals, for each agent i, nn.LayerNorm(F) applied to x[i] (a test checks it)."""
-
-    def __init__(self, num_agents: int, features: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(num_agents, 1, features))
-        self.bias = nn.Parameter(torch.zeros(num_agents, 1, features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
-
-
-def agent_mlp(num_agents: int, in_features: int, hidden: int, out_features: int, layer_norm: bool = False):
-    """Per agent, two hidden ReLU layers of width `hidden`: (N, B, in) -> (N, B, out) (an nn.Sequential). With
-    `layer_norm` (maddpg.py --layer-norm, not in the paper) each hidden AgentLinear is followed by an AgentLayerNorm,
-    before its ReLU."""
-
-    def hidden_layer(width: int) -> list[nn.Module]:
-        norm = [AgentLayerNorm(num_agents, hidden)] if layer_norm else []
-        return [AgentLinear(num_agents, width, hidden), *norm, nn.ReLU(inplace=True)]
-
+def agent_mlp(num_agents: int, in_features: int, hidden: int, out_features: int) -> nn.Sequential:
+    """Per agent, two hidden ReLU layers of width `hidden`: (N, B, in) -> (N, B, out)."""
     return nn.Sequential(
-        *hidden_layer(in_features), *hidden_layer(hidden), AgentLinear(num_agents, hidden, out_features)
+        AgentLinear(num_agents, in_features, hidden),
+        nn.ReLU(inplace=True),
+        AgentLinear(num_agents, hidden, hidden),
+        nn.ReLU(inplace=True),
+        AgentLinear(num_agents, hidden, out_features),
     )
 
 

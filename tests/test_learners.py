@@ -1,6 +1,6 @@
-"""The learners' candidate changes of issue 34 (common/learners.py), the same in maddpg.py and ctedd_global.py: TD3's
-twin critics, target policy smoothing and delayed updates, LayerNorm in the critics, their width, the learning-rate
-schedule. Each mechanism is watched in a tiny run of each script through spies on the functions the loop calls."""
+"""The learners' changes not in the paper (issue 34), the same in maddpg.py and ctedd_global.py: TD3's twin critics,
+target policy smoothing and delayed updates, the critics' width, the learning-rate schedule. Each mechanism is
+watched in a tiny run of each script through spies on the functions the loop calls."""
 
 from types import SimpleNamespace
 
@@ -11,8 +11,6 @@ import torch.nn.functional as F
 
 import ctedd_global
 import maddpg
-from common.layers import AgentLayerNorm, AgentLinear
-from common.learners import anneal_lr, target_policy_smoothing
 from common.utils import load_checkpoint
 
 N, S = 3, 20
@@ -47,59 +45,40 @@ def saved(directory, name):
     return load_checkpoint(path)
 
 
-def test_agent_layer_norm_is_one_layer_norm_per_agent():
-    torch.manual_seed(0)
-    layer = AgentLayerNorm(N, 5)
-    with torch.no_grad():
-        layer.weight.normal_(), layer.bias.normal_()
-    x = torch.randn(N, 7, 5) * 3 + 1
-    for i in range(N):
-        single = nn.LayerNorm(5)
-        single.weight.data, single.bias.data = layer.weight[i, 0], layer.bias[i, 0]
-        torch.testing.assert_close(layer(x)[i], single(x[i]))
-
-
-@pytest.mark.parametrize("layer_norm", [False, True])
-def test_layer_norm_follows_each_hidden_linear_of_the_critics_before_its_relu(layer_norm):
-    norm = [AgentLayerNorm] if layer_norm else []
-    kinds = [type(m) for m in maddpg.Critics(N, S, 2, 16, layer_norm=layer_norm).net]
-    assert kinds == [AgentLinear, *norm, nn.ReLU, AgentLinear, *norm, nn.ReLU, AgentLinear]
-    norm = [nn.LayerNorm] if layer_norm else []
-    kinds = [type(m) for m in ctedd_global.CentralizedQ(N, S, 16, layer_norm=layer_norm).net]
-    assert kinds == [nn.Linear, *norm, nn.ReLU, nn.Linear, *norm, nn.ReLU, nn.Linear]
-    twin = ctedd_global.CentralizedQ(N, S, 16, layer_norm=layer_norm, twin=True).twin
-    assert [type(m) for m in twin.net] == kinds and twin.twin is None
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_the_critics_have_their_own_width_and_layer_norm_the_policies_neither(script, in_tmp):
-    run(script, hidden_dim=16, critic_hidden_dim=24, layer_norm=True, checkpoint_frequency=600)
+def test_the_critics_have_their_own_width(script, in_tmp):
+    run(script, hidden_dim=16, critic_hidden_dim=24, checkpoint_frequency=600)
     checkpoint = saved(in_tmp, "checkpoint.pt")
     for name in ("critics", "target_critics"):
         widths = {key: value.shape[-2] for key, value in checkpoint[name].items() if key.endswith("0.weight")}
         assert widths == {"net.0.weight": 24}, name  # the first hidden layer: (N,) 24 x in
-        assert checkpoint[name]["net.1.weight"].shape[-1] == checkpoint[name]["net.4.weight"].shape[-1] == 24
+        assert (
+            checkpoint[name]["net.2.weight"].shape[-2:] == (24, 24) and checkpoint[name]["net.4.weight"].shape[-1] == 24
+        )
     first = "action_net.0.weight" if script == "maddpg.py" else "trunk.0.weight"
     assert checkpoint["policy"][first].shape[-2] == 16
-    assert not [key for key in checkpoint["policy"] if ".1." in key]  # no LayerNorm after any policy Linear
     run(script, hidden_dim=16, exp_name="default")  # --critic-hidden-dim None: the critics at --hidden-dim
     (model,) = in_tmp.glob("runs/*__default__*/default.cleanrl_model")
     model = load_checkpoint(model)
-    assert model["critics"]["net.0.weight"].shape[-2] == 16 and "net.1.weight" not in model["critics"]
+    assert model["critics"]["net.0.weight"].shape[-2] == 16
 
 
-def test_target_policy_smoothing_clips_the_noise_and_leaves_the_bits():
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_target_policy_smoothing_clips_the_noise_at_td3s_c_and_leaves_maddpgs_bits(script):
+    smoothing = SCRIPTS[script][0].target_policy_smoothing
     torch.manual_seed(0)
-    actions = torch.cat([torch.full((N, 500, 2), 0.9), torch.sign(torch.randn(N, 500, 3))], dim=-1)  # forces, bits
+    bits = torch.sign(torch.randn(N, 500, 3)) if script == "maddpg.py" else torch.zeros(N, 500, 0)
+    actions = torch.cat([torch.full((N, 500, 2), 0.2), bits], dim=-1)  # forces, then maddpg.py's reinforced bits
     state = torch.get_rng_state()
-    assert target_policy_smoothing(actions, 0.0, 0.5) is actions  # off: the actions themselves
+    assert smoothing(actions, 0.0) is actions  # off: the actions themselves
     assert torch.equal(torch.get_rng_state(), state)  # and no noise drawn: today's numbers stay as they were
-    smoothed = target_policy_smoothing(actions, 10.0, 0.3)
+    smoothed = smoothing(actions, 10.0)
     assert torch.equal(smoothed[..., 2:], actions[..., 2:])  # the reinforced channel's bits as they were
     forces = smoothed[..., :2]
-    assert forces.min() >= 0.9 - 0.3 - 1e-6 and forces.max() <= 1.0  # the noise within [-0.3, 0.3], then [-1, 1]
-    assert (forces == 1.0).float().mean() > 0.4 and ((forces - 0.6).abs() < 1e-6).float().mean() > 0.4
-    small = target_policy_smoothing(torch.zeros(N, 5000, 2), 0.1, 0.5)
+    assert forces.min() >= 0.2 - 0.5 - 1e-6 and forces.max() <= 0.7 + 1e-6  # the noise within [-0.5, 0.5]
+    assert ((forces - 0.7).abs() < 1e-6).float().mean() > 0.4 and ((forces + 0.3).abs() < 1e-6).float().mean() > 0.4
+    assert smoothing(torch.full((N, 500, 2), 0.9), 10.0).max() == 1.0  # then clamped to [-1, 1]
+    small = smoothing(torch.zeros(N, 5000, 2), 0.1)
     assert 0.09 < small.std() < 0.11  # unclipped where the noise stays inside the clip
 
 
@@ -118,7 +97,7 @@ def test_the_td_target_takes_the_smaller_twin_at_the_smoothed_actions_and_both_t
     assert len(targets) == 8
     for i in targets:
         smoothing, target, twin, td = events[i - 3 : i + 1]
-        assert smoothing.name == "target_policy_smoothing" and smoothing.args[1:] == (0.3, 0.5)
+        assert smoothing.name == "target_policy_smoothing" and smoothing.args[1:] == (0.3,)
         assert not torch.equal(smoothing.out, smoothing.args[0])  # the target actions moved
         assert target.name == twin.name == "forward" and not target.grad and not twin.grad
         assert twin.args[0] is target.args[0].twin and target.args[2] is twin.args[2] is smoothing.out
@@ -162,7 +141,9 @@ def test_the_actors_and_the_targets_move_every_dth_iteration_the_critics_every_o
     assert iterations == [f"c{omega}att" if k % delay == 0 else f"c{omega}" for k in range(8)]
 
 
-def test_anneal_lr_decays_linearly_to_the_floor_and_goes_on_from_a_saved_state():
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_learning_rates_decay_linearly_to_the_floor_and_go_on_from_a_saved_state(script):
+    anneal_lr = SCRIPTS[script][0].anneal_learning_rates
     net = nn.Linear(2, 2)
     optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3), torch.optim.SGD(net.parameters(), lr=0.2)]
     for progress, factor in ((0.0, 1.0), (0.5, 0.55), (1.0, 0.1), (1.5, 0.1)):
@@ -194,10 +175,11 @@ def test_every_learning_rate_reaches_its_floor_at_the_last_step(script, in_tmp):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_new_flag_at_once(script, in_tmp):
-    flags = dict(twin_critics=True, target_noise=0.2, policy_delay=2, layer_norm=True, lr_final_fraction=0.1)
+    flags = dict(twin_critics=True, target_noise=0.2, policy_delay=2, lr_final_fraction=0.1)
     if script == "ctedd_global.py":
         flags.update(initial_sigma=0.3, omega_warmup_batch=False)
     result = run(script, critic_hidden_dim=24, **flags)
     assert torch.isfinite(torch.tensor(result["sum"]))
     model = saved(in_tmp, f"{SCRIPTS[script][0].Args.exp_name}.cleanrl_model")
-    assert {"net.1.weight", "twin.net.1.weight", "twin.net.6.weight"} <= set(model["critics"])
+    assert {"net.4.weight", "twin.net.0.weight", "twin.net.4.weight"} <= set(model["critics"])
+    assert model["critics"]["twin.net.0.weight"].shape[-2] == 24

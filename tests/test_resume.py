@@ -131,7 +131,7 @@ def test_a_resumed_budget_is_checked_against_the_runs_own_learning_start(tmp_pat
         ctedd_global.main(ctedd_global.Args(resume=f"runs/{run_dir.name}", total_timesteps=400))
 
 
-NEW_FLAGS = dict(twin_critics=True, target_noise=0.2, policy_delay=3, layer_norm=True, critic_hidden_dim=24)
+NEW_FLAGS = dict(twin_critics=True, target_noise=0.2, policy_delay=3, critic_hidden_dim=24)
 NEW_FLAGS.update(lr_final_fraction=0.1)  # the schedule over the run's budget: a crash must not change it
 
 
