@@ -419,6 +419,15 @@ def test_the_stronger_learners_study_tables_each_change_against_the_defaults(tmp
     rows = stronger.table(found, references, "simple_reference").splitlines()
     assert rows[2].startswith("| ctedd_global | none | 2 | -30.0 | -12.0 | -20.7 (-20.7 / -20.7) | 0.180 (0.180) |")
     assert rows[3].startswith("| ctedd_global | td3 | 2 | -14.0 | -14.0 | -14.0 (-14.0 / -14.0) | 0.000 (0.000) |")
+    write_result(results, "simple_reference", "maddpg_k0_w128", 101, [[1_000_000, -25.0]], {})
+    found = report.load_results(results)
+    rows = stronger.summary(found, references).splitlines()
+    assert rows[0] == "| change | reference CTEDD-G | reference MADDPG-0 |"
+    assert rows[2:] == [
+        "| none | -20.7 (0.180) n=2 |  |",
+        "| td3 | -14.0 (0.000) n=2 |  |",
+        "| w128 |  | -25.0 (0.000) n=1 |",
+    ]
     stronger.plot(found, str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").stat().st_size > 5000
 

@@ -5,7 +5,9 @@ with one --arm per method and change, tuning seeds 101-103; commands in docs/str
 row per (method, change): the mean over seeds of the final return, the best point on the curve, the mean of the
 last 30% of the curve, the fall from the best point to the end (normalised: 0 random forces, 1 the
 full-information controller), the goal reached at the end (speaker-listener, reference) and the minutes per run,
-with every seed's last-30% mean. --figure draws the curves, one panel per task and method.
+with every seed's last-30% mean; then one summary table, a row per change and a column per (task, method): the
+mean of the last 30% and the largest fall from best over the seeds. --figure draws the curves, one panel per task
+and method.
 
     python -m benchmark.analysis.stronger --figure docs/stronger_curves.png
 """
@@ -57,7 +59,7 @@ def table(results: dict, references: dict, task: str) -> str:
     for arm in arms:
         runs = results[task][arm]
         numbers = {seed: run_numbers(result, task, references) for seed, result in sorted(runs.items())}
-        mean = {key: np.nanmean([n[key] for n in numbers.values()]) for key in next(iter(numbers.values()))}
+        mean = {key: np.mean([n[key] for n in numbers.values()]) for key in next(iter(numbers.values()))}
         per_seed = " / ".join(f"{n['last']:.1f}" for n in numbers.values())
         falls = max(n["fall"] for n in numbers.values())
         reached = "" if np.isnan(mean["reached"]) else f"{mean['reached']:.0f}%"
@@ -66,6 +68,27 @@ def table(results: dict, references: dict, task: str) -> str:
             f"| {method} | {change} | {len(numbers)} | {mean['final']:.1f} | {mean['best']:.1f} | {mean['last']:.1f}"
             f" ({per_seed}) | {mean['fall']:.3f} ({falls:.3f}) | {reached} | {mean['minutes']:.1f} |"
         )
+    return "\n".join(rows)
+
+
+def summary(results: dict, references: dict) -> str:
+    """One row per change, one column per (task, method): last-30% mean over the seeds (largest fall from best)."""
+    columns = [(t, m) for t in TASKS if t in results for m in METHODS if any(split(a)[0] == m for a in results[t])]
+    changes = sorted({split(arm)[1] for runs in results.values() for arm in runs}, key=lambda c: (c != "none", c))
+    short = {"ctedd_global": "CTEDD-G", "maddpg_k3_differentiable": "MADDPG-3", "maddpg_k0": "MADDPG-0"}
+    names = [f"{task.removeprefix('simple_')} {short[method]}" for task, method in columns]
+    rows = ["| change | " + " | ".join(names) + " |", "|---|" + "---|" * len(columns)]
+    for change in changes:
+        cells = []
+        for task, method in columns:
+            runs = results[task].get(method if change == "none" else f"{method}_{change}", {})
+            numbers = [run_numbers(result, task, references) for result in runs.values()]
+            if not numbers:
+                cells.append("")
+                continue
+            last, fall = np.mean([n["last"] for n in numbers]), max(n["fall"] for n in numbers)
+            cells.append(f"{last:.1f} ({fall:.3f})" + ("" if len(numbers) == 3 else f" n={len(numbers)}"))
+        rows.append(f"| {change} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -84,7 +107,7 @@ def plot(results: dict, path: str) -> None:
     ]
     fig, axes = plt.subplots(-(-len(panels) // 2), 2, figsize=(13, 3.6 * -(-len(panels) // 2)), squeeze=False)
     changes = sorted({split(arm)[1] for runs in results.values() for arm in runs} - {"none"})
-    colours = dict(zip(changes, plt.get_cmap("tab10").colors * 2))  # a change has one colour in every panel
+    colours = dict(zip(changes, plt.get_cmap("tab20").colors))  # a change has one colour in every panel
     for ax, (task, method) in zip(axes.ravel(), panels):
         late = []  # the y range of the part this study is about: from a fifth of the run on
         for arm in sorted(a for a in results[task] if split(a)[0] == method):
@@ -115,6 +138,7 @@ if __name__ == "__main__":
         found, references = load_results(cli.results_dir), load_references(cli.results_dir)
         for task in [t for t in TASKS if t in found]:
             print(f"## {task}\n\n{table(found, references, task)}\n")
+        print(f"## Summary: last 30% (largest fall from best)\n\n{summary(found, references)}")
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
     if cli.figure:
