@@ -87,10 +87,6 @@ class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task varian
     """weight of the squared pre-squash output of omega_i (as --actor-reg for the means); 0: eq. (1) alone"""
     fixed_sigma: float | None = None
     """the ablation of the learned exploration: explore with this fixed sigma (omega_i and eq. (1) are off)"""
-    initial_sigma: float | None = None
-    """sigma_i(s) at every s at the start: omega_i's weights 0, its bias where the squash is log sigma; None: default"""
-    omega_warmup_batch: bool = True
-    """eq. (1)'s first B holds all transitions since env step 0; `--no-omega-warmup-batch`: from --learning-starts on"""
 
 
 # paper is silent; we squash log sigma_i into [-5, 0]: sigma <= 1 spans the whole action range [-1, 1]
@@ -118,17 +114,13 @@ class GlobalPolicy(nn.Module):
     DNN (trunk) and per agent a mean head, mu_i(s) = tanh(head_i(trunk(s))), and a local component
     omega_i, log sigma_i(s) = omega_i(trunk(s)): pi_i(a_i | s) = N(mu_i(s), diag sigma_i(s)^2)."""
 
-    def __init__(self, num_agents: int, state_dim: int, hidden: int, initial_sigma: float | None = None):
+    def __init__(self, num_agents: int, state_dim: int, hidden: int):
         super().__init__()
         self.num_agents = num_agents
         self.trunk = mlp(state_dim, hidden)
         self.mean_heads = AgentLinear(num_agents, hidden, ACTION_DIM)
         # paper is silent on omega_i's shape; we use one linear layer per agent on the trunk features
         self.omega = AgentLinear(num_agents, hidden, ACTION_DIM)
-        if initial_sigma is not None:  # not in the paper (--initial-sigma): sigma_i(s) = initial_sigma for every s
-            squashed = 2 * (math.log(initial_sigma) - LOG_STD_MIN) / (LOG_STD_MAX - LOG_STD_MIN) - 1  # tanh(bias)
-            nn.init.zeros_(self.omega.weight)
-            nn.init.constant_(self.omega.bias, math.atanh(squashed))
 
     def preactivations(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """state (B, S) -> the means before the tanh and omega_i's output before the squash, (N, B, 2) each.
@@ -232,7 +224,7 @@ class Temperature(nn.Module):
 
 
 def make_policy(args: Args, envs: BatchedMPE) -> GlobalPolicy:
-    return GlobalPolicy(envs.num_agents, envs.state_dim, args.hidden_dim, args.initial_sigma)
+    return GlobalPolicy(envs.num_agents, envs.state_dim, args.hidden_dim)
 
 
 def global_actor(policy: GlobalPolicy, device: torch.device):
@@ -307,8 +299,7 @@ def main(args: Args) -> dict:
             # a_i ~ pi_i(. | s), the noise independent per agent; sigma_i(s) reads the shared trunk's features of s
             sigma = log_std.exp() if args.fixed_sigma is None else args.fixed_sigma
             samples = means + sigma * torch.randn_like(means)
-            if args.omega_warmup_batch or global_step + args.num_envs > args.learning_starts:  # --omega-warmup-batch
-                recent.add(state_t, samples, means)
+            recent.add(state_t, samples, means)
             forces = samples.clamp(-1.0, 1.0).transpose(0, 1).cpu().numpy()
 
         # TRY NOT TO MODIFY: execute the game and log data.

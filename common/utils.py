@@ -56,12 +56,11 @@ RANGES = {
     "dagger_steps": (25, INF, True, False),  # one episode in at least one environment
     "dagger_updates": (1, INF, True, False),
     "critic_weight": (0, INF, True, False),
-    # not in the paper: TD3's fixes, the critics' width, the learning-rate schedule, CTEDD-G's start of exploration
+    # not in the paper: TD3's fixes, the critics' width, the learning-rate schedule
     "critic_hidden_dim": (1, 65536, True, True),
     "target_noise": (0, INF, True, False),  # 0: no target policy smoothing
     "policy_delay": (1, INF, True, False),
     "lr_final_fraction": (0, 1, True, True),  # 0: down to no step at all; above 1 it would grow
-    "initial_sigma": (math.exp(-5), 1, False, False),  # ctedd_global.py's sigma range, (exp(LOG_STD_MIN), exp(0)): open
 }
 
 

@@ -29,7 +29,7 @@ def bad_values(name: str, kind) -> list:
 
 def kind_of(args, name: str):
     value = getattr(args, name)
-    floats = ("target_entropy", "fixed_sigma", "initial_sigma")  # None by default
+    floats = ("target_entropy", "fixed_sigma")  # None by default
     return type(value) if value is not None else float if name in floats else int
 
 

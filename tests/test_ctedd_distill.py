@@ -377,7 +377,7 @@ def stage1_with_the_new_flags(tmp_path_factory):
     """A tiny ctedd_global.py run with every flag of issue 34 on: its critics are twins, 24 wide."""
     cwd = tmp_path_factory.mktemp("stage1_new_flags")
     flags = ["--twin-critics", "--target-noise", "0.2", "--policy-delay", "2", "--critic-hidden-dim"]
-    flags += ["24", "--lr-final-fraction", "0.1", "--initial-sigma", "0.3", "--no-omega-warmup-batch"]
+    flags += ["24", "--lr-final-fraction", "0.1"]
     result = run_script("ctedd_global.py", "--env-id", "simple_spread", *TINY, *flags, cwd=cwd)
     assert result.returncode == 0, result.stderr
     (run_dir,) = (cwd / "runs").iterdir()

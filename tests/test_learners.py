@@ -176,8 +176,6 @@ def test_every_learning_rate_reaches_its_floor_at_the_last_step(script, in_tmp):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_new_flag_at_once(script, in_tmp):
     flags = dict(twin_critics=True, target_noise=0.2, policy_delay=2, lr_final_fraction=0.1)
-    if script == "ctedd_global.py":
-        flags.update(initial_sigma=0.3, omega_warmup_batch=False)
     result = run(script, critic_hidden_dim=24, **flags)
     assert torch.isfinite(torch.tensor(result["sum"]))
     model = saved(in_tmp, f"{SCRIPTS[script][0].Args.exp_name}.cleanrl_model")

@@ -142,10 +142,8 @@ class Crash(Exception):
 @pytest.mark.parametrize("script", CASES)
 def test_a_run_with_the_new_flags_resumed_after_a_crash_equals_the_uninterrupted_one(script, tmp_path, monkeypatch):
     """Issue 34's flags carry state through a resume: the learning-rate schedule (the optimizers' initial_lr), the
-    iteration count of --policy-delay, the twins; ctedd_global.py also --initial-sigma and the first batch B."""
+    iteration count of --policy-delay, the twins."""
     module, task = CASES[script]
-    if module is ctedd_global:
-        task = dict(task, initial_sigma=0.3, omega_warmup_batch=False)
     settings = dict(SETTINGS, **task, **NEW_FLAGS, checkpoint_frequency=260)
     straight_dir, crashed_dir = tmp_path / "straight", tmp_path / "crashed"
     for directory in (straight_dir, crashed_dir):
