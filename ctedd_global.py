@@ -24,7 +24,7 @@ from common.diagnostics import log_omega, omega_diagnostics
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
 from common.layers import AgentLinear, joint_action, own_action_joint
-from common.utils import Stopwatch, UsageError, due, iterations_due, timing_line
+from common.utils import Stopwatch, UsageError, anneal_learning_rates, due, iterations_due, timing_line
 
 
 @dataclass
@@ -138,9 +138,8 @@ class GlobalPolicy(nn.Module):
 
 
 class CentralizedQ(nn.Module):
-    """The centralized Q-network Q(s, a_1..a_N). Paper is silent on mixed tasks (push, tag); we use one
-    network with one output per agent, Q_i, which coincide in cooperative tasks. Actions come
-    agent-major, (N, B, A)."""
+    """The centralized Q-network Q(s, a_1..a_N). Paper is silent on mixed tasks (push, tag); we use one network
+    with one output per agent, Q_i, which coincide in cooperative tasks. Actions come agent-major, (N, B, A)."""
 
     def __init__(self, num_agents: int, state_dim: int, hidden: int, twin: bool = False):
         super().__init__()
@@ -160,9 +159,8 @@ class CentralizedQ(nn.Module):
 
 
 def td_target(rewards, terminations, next_q, gamma):
-    """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap;
-    MPE's 25-step time limit is a truncation, stored as termination = 0.
-    rewards (N, B), terminations (B,), next_q (N, B) -> (N, B)."""
+    """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap; MPE's 25-step
+    time limit is a truncation, stored as termination = 0. rewards (N, B), terminations (B,), next_q (N, B): (N, B)."""
     return rewards + gamma * (1.0 - terminations) * next_q
 
 
@@ -172,13 +170,6 @@ def target_policy_smoothing(actions: torch.Tensor, noise_std: float) -> torch.Te
     if not noise_std:
         return actions
     return (actions + (torch.randn_like(actions) * noise_std).clamp(-0.5, 0.5)).clamp(-1.0, 1.0)
-
-
-def anneal_learning_rates(modules, final_fraction: float, progress: float) -> None:
-    """--lr-final-fraction: each optimizer's rate at `progress` (0 to 1) of a linear decay from its initial rate (kept
-    in its state, as torch's schedulers keep it: a resumed run goes on) to final_fraction of it."""
-    for group in (module.param_groups[0] for module in modules if isinstance(module, optim.Optimizer)):
-        group["lr"] = group.setdefault("initial_lr", group["lr"]) * (1 - (1 - final_fraction) * min(progress, 1.0))
 
 
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
@@ -229,8 +220,7 @@ def make_policy(args: Args, envs: BatchedMPE) -> GlobalPolicy:
 
 def global_actor(policy: GlobalPolicy, device: torch.device):
     def act(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """Centralized execution: every agent's action is a function of the full state.
-        state (B, S) -> forces (B, N, 2)."""
+        """Centralized execution: every agent's action is a function of the full state: (B, S) -> forces (B, N, 2)."""
         with torch.no_grad():
             return policy(torch.from_numpy(state).to(device))[0].transpose(0, 1).cpu().numpy()
 
@@ -322,8 +312,7 @@ def main(args: Args) -> dict:
             with stopwatch("update"):
                 data = rb.sample(args.batch_size)
                 with torch.no_grad():
-                    next_actions, _ = target_policy(data.next_states)
-                    next_actions = target_policy_smoothing(next_actions, args.target_noise)
+                    next_actions = target_policy_smoothing(target_policy(data.next_states)[0], args.target_noise)
                     next_q = target_critics(data.next_states, next_actions)
                     if args.twin_critics:  # not in the paper; TD3: the smaller target critic's value, per agent
                         next_q = torch.min(next_q, target_critics.twin(data.next_states, next_actions))

@@ -24,7 +24,7 @@ from common.buffer import ReplayBuffer
 from common.engine import BatchedMPE, make_envs
 from common.envs import ACTION_DIM, describe_episode, log_episode
 from common.layers import agent_mlp, joint_action, own_action_joint
-from common.utils import Stopwatch, UsageError, due, iterations_due, timing_line
+from common.utils import Stopwatch, UsageError, anneal_learning_rates, due, iterations_due, timing_line
 
 
 @dataclass
@@ -190,9 +190,8 @@ class Critics(nn.Module):
 
 
 def td_target(rewards, terminations, next_q, gamma):
-    """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap;
-    MPE's 25-step time limit is a truncation, stored as termination = 0.
-    rewards (N, B), terminations (B,), next_q (N, B) -> (N, B)."""
+    """y_i = r_i + gamma * (1 - termination) * Q'_i(s', a'). Only a termination stops the bootstrap; MPE's 25-step
+    time limit is a truncation, stored as termination = 0. rewards (N, B), terminations (B,), next_q (N, B): (N, B)."""
     return rewards + gamma * (1.0 - terminations) * next_q
 
 
@@ -205,13 +204,6 @@ def target_policy_smoothing(actions: torch.Tensor, noise_std: float) -> torch.Te
     forces = actions[..., :ACTION_DIM]
     forces = (forces + (torch.randn_like(forces) * noise_std).clamp(-0.5, 0.5)).clamp(-1.0, 1.0)
     return torch.cat([forces, actions[..., ACTION_DIM:]], dim=-1)
-
-
-def anneal_learning_rates(modules, final_fraction: float, progress: float) -> None:
-    """--lr-final-fraction: each optimizer's rate at `progress` (0 to 1) of a linear decay from its initial rate (kept
-    in its state, as torch's schedulers keep it: a resumed run goes on) to final_fraction of it."""
-    for group in (module.param_groups[0] for module in modules if isinstance(module, optim.Optimizer)):
-        group["lr"] = group.setdefault("initial_lr", group["lr"]) * (1 - (1 - final_fraction) * min(progress, 1.0))
 
 
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:

@@ -164,6 +164,15 @@ def iterations_due(global_step: int, num_envs: int, every: int, start: int = 0) 
     return range(before, before + due(global_step, num_envs, every, start=start))
 
 
+def anneal_learning_rates(modules, final_fraction: float, progress: float) -> None:
+    """A linear learning-rate schedule (the scripts' --lr-final-fraction): every optimizer among `modules` gets, at
+    `progress` (env steps taken over the budget; from 1 on, the floor), its initial rate times
+    1 - (1 - final_fraction) progress. The initial rate is kept in the optimizer's state (`initial_lr`, as torch's
+    schedulers keep it), so a resumed run goes on with the schedule. final_fraction 1: the rate itself, exactly."""
+    for group in (module.param_groups[0] for module in modules if isinstance(module, torch.optim.Optimizer)):
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * (1 - (1 - final_fraction) * min(progress, 1.0))
+
+
 def progress_line(
     step: int, total: int, start_step: int, start_time: float, recent_returns: list, seconds: dict
 ) -> str:
