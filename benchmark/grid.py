@@ -279,8 +279,9 @@ def fingerprint(code: dict) -> str:
 
 def build_grid(tasks, seeds, arms: list[Arm], budget: int, tuned: dict | None = None) -> list[Job]:
     """A job per (seed, task, arm); a training arm runs `budget` env steps. `tuned` (benchmark/tuned.json): per
-    task, the settings benchmark.tune chose for each method; an arm takes those of its `tuned_as` (the predefined
-    MADDPG-0 and -1 take their channel's MADDPG-3 setting, MADDPG-0 the differentiable one's)."""
+    task, the settings benchmark.tune chose for each method: an arm takes those under its own name, or else those
+    of its `tuned_as` (in protocol v1's tuned.json the predefined MADDPG-0 and -1 take their channel's MADDPG-3
+    setting, MADDPG-0 the differentiable one's)."""
     check_arms(arms)
     for task in tasks:
         parse_task(task)  # refuse an unknown task before anything runs
@@ -292,7 +293,8 @@ def build_grid(tasks, seeds, arms: list[Arm], budget: int, tuned: dict | None = 
         for task in tasks:
             made = {}
             for arm in arms:
-                args = [*arm.args, *settings.get(task, {}).get(arm.tuned_as, [])]
+                chosen = settings.get(task, {})
+                args = [*arm.args, *chosen.get(arm.name, chosen.get(arm.tuned_as, []))]
                 if arm.stage1 is None:
                     args = ["--total-timesteps", str(budget), *args]
                 made[arm.name] = Job(arm.name, arm.script, task, seed, args, exp_name=arm.exp_name)

@@ -1,24 +1,34 @@
 """Tune every method with the same budget: Optuna's Sobol configurations, successive halving, tuning seeds.
 
-The protocol, the same for every method and task:
-- a search space per method (`space`), over the settings that matter: the actors' and the critics'
-  learning rates, tau, the update ratio (`--train-frequency`), the batch size, the action penalty and
-  the exploration (MADDPG's noise std; CTEDD's target sigma, as `--target-entropy`);
-- `CONFIGS` configurations: the scripts' defaults (MADDPG's: the v2 setting) and the first points of a scrambled
-  Sobol sequence drawn by Optuna's QMCSampler (seeded: the same configurations on every machine);
-- synchronous successive halving (`RUNGS`): every configuration runs `RUNGS[0]` env steps on each tuning
-  seed, the best quarter again from scratch for `RUNGS[1]` steps; the best at the last rung is chosen.
-  Synchronous, unlike Optuna's asynchronous pruners, so that every method gets exactly the same env steps;
-- the tuning seeds (101, 102) are disjoint from the evaluation seeds (1-5);
+Protocol v2 (issue #35), the same for every method and task:
+- a search space per method (`space`): the actors' and the critics' learning rates, tau, the update ratio
+  (`--train-frequency`), the batch size, the action penalty; the networks' widths (the policies' and the
+  critics' apart) and TD3's changes with the schedule (twin critics, target smoothing, the actors' delay, the
+  learning rates' final fraction); the exploration (MADDPG's noise std; CTEDD's target sigma, as
+  `--target-entropy`);
+- `CONFIGS` configurations, the same on every task: 0 the scripts' defaults (the paper's form: the setting
+  Benchmark v3 ran on the controls and most channel tasks), 1 the defaults with issue #34's setting (TD3, width
+  128, learning rates decaying to 0.1), then points of a scrambled Sobol sequence drawn by Optuna's QMCSampler
+  (seeded: the same configurations on every machine, and the same points for every method in the shared
+  dimensions);
+- synchronous successive halving (`RUNGS`): every configuration runs a quarter of the task's budget on the first
+  tuning seed; the best quarter runs the whole budget (`BUDGET`: 1M env steps, 2M on tag), from scratch, on
+  every tuning seed; the best there is chosen. Synchronous, unlike Optuna's asynchronous pruners, so that every
+  method gets exactly the same env steps, and the last rung is the whole run: a run that peaks and declines is
+  scored on its decline;
+- the tuning seeds (101-103) are disjoint from the evaluation seeds (1-5);
 - the score punishes collapse: the mean normalised return (0 random, 1 the full-information controller)
-  over the last 30% of the learning curve, averaged over the tuning seeds.
+  over the last 30% of the learning curve, averaged over the seeds.
 
-The runs go through the grid (`benchmark.run`'s local pool, or Ray with --backend ray); each finished
-run's result.json is kept under benchmark/results/tuning/{task}/, so a tuning stopped halfway
-continues where it stopped. The outcome, with every configuration's scores, the budget and the CPU time,
-goes to benchmark/results/tuning/{task}/{method}.json; --report writes a table and a figure per task.
+`PLAN` says which methods are tuned on which task; the others share a tuned setting (`SHARED`, written into
+tuned.json with where it came from). The runs go through the grid (`benchmark.run`'s local pool, or Ray with
+--backend ray); each finished run's result.json is kept under benchmark/results/tuning/v2/{task}/, so a tuning
+stopped halfway continues where it stopped. The outcome, with every configuration's scores, the budget and the
+CPU time, goes to benchmark/results/tuning/v2/{task}/{method}.json; --report writes a table and a figure per
+task. Protocol v1's trials (issue #21: 200k then 500k env steps, two seeds) are in benchmark/results/tuning/v1/.
 
-    python -m benchmark.tune --task simple_speaker_listener --method maddpg_k3_differentiable --workers 2
+    python -m benchmark.tune --plan --workers 2                    # every (task, method) of PLAN, in order
+    python -m benchmark.tune --task simple_speaker_listener --method maddpg_k3_differentiable
     python -m benchmark.tune --task simple_speaker_listener --report docs/tuning_simple_speaker_listener.png
 """
 
@@ -38,30 +48,68 @@ from common.utils import UsageError, atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TUNING = ROOT / "benchmark" / "results" / "tuning"
-OUTCOME = "tuning outcome (python -m benchmark.tune, benchmark/results/tuning/{task}/{method}.json)"
+TUNING = ROOT / "benchmark" / "results" / "tuning" / "v2"
+OUTCOME = "tuning outcome (python -m benchmark.tune, benchmark/results/tuning/v2/{task}/{method}.json)"
 METHODS = {  # name: (script, fixed arguments)
     "ctedd_global": ("ctedd_global.py", []),
     "maddpg_k3_differentiable": ("maddpg.py", ["--message-bits", "3", "--channel", "differentiable"]),
     "maddpg_k3_reinforced": ("maddpg.py", ["--message-bits", "3", "--channel", "reinforced"]),
+    "maddpg_k0": ("maddpg.py", ["--message-bits", "0"]),
 }
+CHANNEL_TASKS = ("simple_speaker_listener", "simple_reference", "simple_spread-an1")
+CONTROL_TASKS = ("simple_spread", "simple_push-scripted", "simple_tag-scripted")
+# what is tuned where: on the channel tasks each channel of MADDPG-3, on the fully observed controls (where the
+# bits carry nothing: CTEDD-1 = CTEDD-3 = MADDPG-k within noise) MADDPG-0
+PLAN = {task: ("ctedd_global", "maddpg_k3_differentiable", "maddpg_k3_reinforced") for task in CHANNEL_TASKS}
+PLAN |= {task: ("ctedd_global", "maddpg_k0") for task in CONTROL_TASKS}
+# the grid's MADDPG arms that are not tuned themselves take a tuned method's setting: the same learner and
+# networks, only the message's width differs
+SHARED = {
+    "channel": {
+        "maddpg_k0": "maddpg_k3_differentiable",
+        "maddpg_k1_differentiable": "maddpg_k3_differentiable",
+        "maddpg_k1_reinforced": "maddpg_k3_reinforced",
+    },
+    "control": {
+        "maddpg_k1_differentiable": "maddpg_k0",
+        "maddpg_k1_reinforced": "maddpg_k0",
+        "maddpg_k3_differentiable": "maddpg_k0",
+        "maddpg_k3_reinforced": "maddpg_k0",
+    },
+}
+BUDGET = {"simple_tag-scripted": 2_000_000}  # env steps of the whole run (default 1M): tag still rises at 1M
 CONFIGS = 16
-RUNGS = ((CONFIGS, 200_000), (CONFIGS // 4, 500_000))  # (configurations, env steps per run)
-SEEDS = (101, 102)
+RUNGS = ((CONFIGS, 0.25, (101,)), (CONFIGS // 4, 1.0, (101, 102, 103)))  # (configurations, share of the budget, seeds)
 EVAL_FREQUENCY = 25_000  # a point of the learning curve every 25k env steps
+CHECKPOINT_FREQUENCY = 200_000  # runs of the whole budget write a resumable checkpoint this often
 TAIL = 0.3  # the score: the last 30% of the learning curve
 FLOOR = 0.0  # the tuning figure's lowest score: random forces
 GAUSSIAN_ENTROPY = 0.5 * math.log(2 * math.pi * math.e)  # entropy of N(0, 1) per dimension, nats
-# the scripts' defaults before tuning (MADDPG's are Benchmark v2's; v2 ran CTEDD-G with a fixed alpha 1.0)
+# the scripts' defaults (the paper's form; the learning settings are protocol v1's best single setting)
 DEFAULTS = {
-    "learning_rate": 1e-2,
-    "critic_learning_rate": 1e-2,
-    "tau": 0.01,
-    "train_frequency": 100,
-    "batch_size": 1024,
-    "actor_reg": 1e-3,
+    "learning_rate": 6.278e-4,
+    "critic_learning_rate": 7.61e-3,
+    "tau": 6.085e-3,
+    "train_frequency": 84,
+    "batch_size": 711,
+    "actor_reg": 1.059e-4,
+    "hidden_dim": 64,
+    "critic_hidden_dim": 64,
+    "twin_critics": 0,
+    "target_noise": 0.0,
+    "policy_delay": 1,
+    "lr_final_fraction": 1.0,
 }
-DEFAULT_EXPLORATION = {"ctedd_global": {"target_sigma": 0.3}, "maddpg": {"exploration_noise": 1.0}}
+DEFAULT_EXPLORATION = {"ctedd_global": {"target_sigma": 0.101}, "maddpg": {"exploration_noise": 0.3548}}
+# issue #34's setting: TD3's three changes, width 128, every learning rate decaying to a tenth
+STRONGER = {
+    "hidden_dim": 128,
+    "critic_hidden_dim": 128,
+    "twin_critics": 1,
+    "target_noise": 0.2,
+    "policy_delay": 2,
+    "lr_final_fraction": 0.1,
+}
 
 
 def space(trial, method: str) -> dict:
@@ -73,6 +121,12 @@ def space(trial, method: str) -> dict:
         "train_frequency": trial.suggest_int("train_frequency", 50, 200, log=True),
         "batch_size": trial.suggest_int("batch_size", 256, 2048, log=True),
         "actor_reg": trial.suggest_float("actor_reg", 1e-4, 1e-2, log=True),
+        "hidden_dim": trial.suggest_int("hidden_dim", 64, 256, log=True),
+        "critic_hidden_dim": trial.suggest_int("critic_hidden_dim", 64, 256, log=True),
+        "twin_critics": trial.suggest_int("twin_critics", 0, 1),
+        "target_noise": trial.suggest_float("target_noise", 0.1, 0.3),
+        "policy_delay": trial.suggest_int("policy_delay", 1, 3),
+        "lr_final_fraction": trial.suggest_float("lr_final_fraction", 0.1, 1.0),
     }
     if method == "ctedd_global":
         params["target_sigma"] = trial.suggest_float("target_sigma", 0.05, 0.6, log=True)
@@ -87,25 +141,38 @@ def flags(params: dict) -> list[str]:
     for name, value in params.items():
         if name == "target_sigma":  # the entropy per action dimension of N(., sigma^2), to 6 digits
             name, value = "target_entropy", float(f"{math.log(value) + GAUSSIAN_ENTROPY:.6g}")
+        if name == "twin_critics":  # a switch
+            out += ["--twin-critics" if value else "--no-twin-critics"]
+            continue
         out += [f"--{name.replace('_', '-')}", str(value)]
     return out
 
 
 def configurations(method: str, count: int = CONFIGS) -> list[dict]:
-    """The defaults, then count - 1 points of Optuna's scrambled Sobol sequence (seed 0), rounded to 4 digits."""
+    """The defaults, the defaults with issue #34's setting, then count - 2 points of Optuna's scrambled Sobol
+    sequence (seed 0), rounded to 4 digits."""
+    import warnings
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", message="Fixed parameter target_noise")  # the defaults' 0: no smoothing
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.QMCSampler(scramble=True, seed=0, warn_independent_sampling=False)
     )
     exploration = DEFAULT_EXPLORATION["ctedd_global" if method == "ctedd_global" else "maddpg"]
     study.enqueue_trial({**DEFAULTS, **exploration})
+    study.enqueue_trial({**DEFAULTS, **STRONGER, **exploration})
     found = []
     for _ in range(count):
         params = space(study.ask(), method)
         found.append({k: v if isinstance(v, int) else float(f"{v:.4g}") for k, v in params.items()})
     return found
+
+
+def budget_of(task: str) -> int:
+    return BUDGET.get(task, 1_000_000)
 
 
 def score(curve: list, task: str, references: dict) -> float:
@@ -115,13 +182,15 @@ def score(curve: list, task: str, references: dict) -> float:
     return float(report.normalise(tail, task, references).mean())
 
 
-def jobs_for(task: str, method: str, indices: list[int], configs: list[dict], budget: int) -> list[Job]:
+def jobs_for(task: str, method: str, indices: list[int], configs: list[dict], budget: int, seeds) -> list[Job]:
     script, fixed = METHODS[method]
     jobs = []
     for index in indices:
         args = ["--total-timesteps", str(budget), "--eval-frequency", str(EVAL_FREQUENCY), *fixed]
+        if budget >= CHECKPOINT_FREQUENCY * 5:  # a long run cut short goes on from its last checkpoint
+            args += ["--checkpoint-frequency", str(CHECKPOINT_FREQUENCY)]
         args += flags(configs[index])
-        jobs += [Job(trial_name(method, index, budget), script, task, seed, args) for seed in SEEDS]
+        jobs += [Job(trial_name(method, index, budget), script, task, seed, args) for seed in seeds]
     return jobs
 
 
@@ -138,9 +207,9 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
     results_dir = TUNING  # each run's result.json: TUNING/{task}/{method}_t{index}_{budget}k__{seed}.json
     survivors = list(range(len(configs)))
     rungs = []
-    for keep, budget in RUNGS:
-        survivors = survivors[:keep]
-        jobs = jobs_for(task, method, survivors, configs, budget)
+    for keep, share, seeds in RUNGS:
+        survivors, budget = survivors[:keep], int(share * budget_of(task))
+        jobs = jobs_for(task, method, survivors, configs, budget, seeds)
         if backend == "ray":
             from benchmark import ray_grid
 
@@ -150,17 +219,18 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
         if failed:
             raise UsageError(f"{failed} tuning runs failed (logs in benchmark/logs/)")
         kept = [read_result(job.result_path(str(results_dir))) for job in jobs]
-        runs = {i: kept[n * len(SEEDS) : (n + 1) * len(SEEDS)] for n, i in enumerate(survivors)}
+        runs = {i: kept[n * len(seeds) : (n + 1) * len(seeds)] for n, i in enumerate(survivors)}
         scores = {i: [score(r["curve"], task, references) for r in runs[i]] for i in survivors}
         minutes = sum(r["minutes"] for rs in runs.values() for r in rs)
-        rungs.append({"budget": budget, "scores": {str(i): s for i, s in scores.items()}, "cpu_minutes": minutes})
+        rung = {"budget": budget, "seeds": list(seeds), "scores": {str(i): s for i, s in scores.items()}}
+        rungs.append({**rung, "cpu_minutes": minutes})
         survivors = sorted(survivors, key=lambda i: -np.mean(scores[i]))
     chosen = survivors[0]
     outcome = {
         "task": task,
         "method": method,
-        "protocol": {"configurations": len(configs), "rungs": RUNGS, "seeds": SEEDS, "tail": TAIL},
-        "env_steps": sum(len(r["scores"]) * len(SEEDS) * r["budget"] for r in rungs),
+        "protocol": {"configurations": len(configs), "rungs": RUNGS, "budget": budget_of(task), "tail": TAIL},
+        "env_steps": sum(len(r["scores"]) * len(r["seeds"]) * r["budget"] for r in rungs),
         "cpu_minutes": sum(r["cpu_minutes"] for r in rungs),
         "configurations": configs,
         "rungs": rungs,
@@ -174,13 +244,19 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
 
 
 def write_tuned(path: str) -> dict:
-    """benchmark/tuned.json, which the grid reads (`run.py --tuned`): each tuned (task, method)'s chosen flags."""
-    settings = {}
+    """benchmark/tuned.json, which the grid reads (`run.py --tuned`): per task, each tuned method's chosen flags,
+    and for each arm that shares a tuned setting (`SHARED`) that setting, with where it came from in "shared"."""
+    settings, shared = {}, {}
     for outcome_path in sorted(p for p in TUNING.glob("*/*.json") if "__" not in p.stem):  # not the trials
         outcome = read_json(str(outcome_path), OUTCOME, ("task", "method"))
         if "chosen_flags" in outcome:
             settings.setdefault(outcome["task"], {})[outcome["method"]] = outcome["chosen_flags"]
-    tuned = {"written_by": "benchmark/tune.py --write-tuned", "settings": settings}
+    for task, chosen in settings.items():
+        for arm, source in SHARED["control" if task in CONTROL_TASKS else "channel"].items():
+            if source in chosen and arm not in chosen:
+                chosen[arm] = chosen[source]
+                shared.setdefault(task, {})[arm] = source
+    tuned = {"written_by": "benchmark/tune.py --write-tuned", "settings": settings, "shared": shared}
     atomic_write(path, lambda f: f.write(json.dumps(tuned, indent=1).encode()))
     return tuned
 
@@ -377,6 +453,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=None, help="the task to tune on (or to report)")
     parser.add_argument("--method", nargs="+", choices=list(METHODS), default=[])
+    parser.add_argument("--plan", action="store_true", help="tune every (task, method) of PLAN, in order")
+    parser.add_argument("--trials", default=str(TUNING), help="where the trials are kept (v1's: tuning/v1)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--backend", choices=["local", "ray"], default="local")
@@ -388,6 +466,7 @@ if __name__ == "__main__":
     parser.add_argument("--results", default=str(TUNED_RESULTS), help="--compare: these runs (default: the tuned)")
     parser.add_argument("--baseline", default=None, help="--compare: against these (default: Benchmark v2)")
     cli = parser.parse_args()
+    TUNING = Path(cli.trials)
     try:
         if (cli.method or cli.report is not None or cli.compare is not None) and not cli.task:
             raise UsageError("--method, --report and --compare need a --task")
@@ -395,6 +474,10 @@ if __name__ == "__main__":
             parse_task(cli.task)
         if cli.workers <= 0:
             raise UsageError("--workers must be positive")
+        if cli.plan:
+            for task, methods in PLAN.items():
+                for name in methods:
+                    tune(task, name, cli.workers, cli.runs_dir, cli.backend)
         for name in cli.method:
             if cli.list:
                 for index, params in enumerate(configurations(name)):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tyro
 from conftest import FAKE_SCRIPT, ROOT, assert_one_line_error, run_module
 
 from benchmark import grid, report, run
@@ -538,19 +539,43 @@ def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defau
     configs = tune.configurations("maddpg_k3_differentiable")
     assert configs == tune.configurations("maddpg_k3_differentiable")  # seeded: the same on every machine
     assert len(configs) == tune.CONFIGS >= 16 and len({json.dumps(c) for c in configs}) == len(configs)
-    assert configs[0] == {**tune.DEFAULTS, "exploration_noise": 1.0}  # the defaults compete too
+    assert configs[0] == {**tune.DEFAULTS, "exploration_noise": 0.3548}  # the defaults compete too
+    assert configs[1] == {**tune.DEFAULTS, **tune.STRONGER, "exploration_noise": 0.3548}  # and issue #34's setting
     assert all(1e-4 <= c["learning_rate"] <= 1e-2 and 50 <= c["train_frequency"] <= 200 for c in configs)
+    assert all(64 <= c["hidden_dim"] <= 256 and 64 <= c["critic_hidden_dim"] <= 256 for c in configs)
+    assert {c["twin_critics"] for c in configs[2:]} == {0, 1} and {c["policy_delay"] for c in configs[2:]} == {1, 2, 3}
+    assert all(0.1 <= c["target_noise"] <= 0.3 and 0.1 <= c["lr_final_fraction"] <= 1 for c in configs[2:])
     ctedd = tune.configurations("ctedd_global")
     shared = [{k: v for k, v in c.items() if k in tune.DEFAULTS} for c in configs]
     assert shared == [
         {k: v for k, v in c.items() if k in tune.DEFAULTS} for c in ctedd
     ]  # the same points for every method
     assert all("exploration_noise" not in c and 0.05 <= c["target_sigma"] <= 0.6 for c in ctedd)
-    flags = tune.flags({"target_sigma": 0.3, "batch_size": 512})
+    flags = tune.flags({"target_sigma": 0.3, "batch_size": 512, "twin_critics": 0})
     assert flags[0] == "--target-entropy" and float(flags[1]) == pytest.approx(
         math.log(0.3 * math.sqrt(2 * math.pi * math.e)), abs=1e-6
     )
-    assert flags[2:] == ["--batch-size", "512"]
+    assert flags[2:] == ["--batch-size", "512", "--no-twin-critics"] and tune.flags({"twin_critics": 1}) == [
+        "--twin-critics"
+    ]
+
+
+def test_the_tuners_first_configuration_is_each_scripts_defaults():
+    from benchmark import tune
+
+    for method in ("ctedd_global", "maddpg_k0"):
+        script, fixed = tune.METHODS[method]
+        path = str(ROOT / script)
+        defaults = vars(grid.script_args(path, "now")())
+        configured = vars(
+            tyro.cli(grid.script_args(path, "now"), args=[*fixed, *tune.flags(tune.configurations(method)[0])])
+        )
+        changed = {k: (defaults[k], v) for k, v in configured.items() if v != defaults[k]}
+        assert changed.pop("critic_hidden_dim") == (None, defaults["hidden_dim"])  # None: the policies' width
+        if method == "ctedd_global":  # sigma 0.101 to four digits: the default entropy to 4e-6 nats
+            before, after = changed.pop("target_entropy")
+            assert after == pytest.approx(before, abs=1e-5)
+        assert changed == {}
 
 
 def test_the_tuning_score_punishes_a_curve_that_collapses():
@@ -599,25 +624,31 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     monkeypatch.chdir(tmp_path)
     outcome = tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)
     started = (tmp_path / "events.txt").read_text().split("\n")[:-1]
-    assert len(started) == (16 + 4) * 2 and {line.split()[1] for line in started} == {"101", "102"}
+    assert len(started) == 16 + 4 * 3 and {line.split()[1] for line in started} == {"101", "102", "103"}
     first, second = outcome["rungs"]
-    assert first["budget"] == 200_000 and second["budget"] == 500_000 and len(second["scores"]) == 4
+    assert first["budget"] == 250_000 and first["seeds"] == [101] and len(first["scores"]) == 16
+    assert second["budget"] == 1_000_000 and second["seeds"] == [101, 102, 103] and len(second["scores"]) == 4
     ranked = sorted(first["scores"], key=lambda i: -np.mean(first["scores"][i]))
     assert sorted(second["scores"]) == sorted(ranked[:4])  # the best quarter goes on
     configs = outcome["configurations"]
     best = min(range(16), key=lambda i: abs(math.log10(configs[i]["learning_rate"]) + 2.5))
-    assert outcome["chosen"] == best and outcome["env_steps"] == 2 * (16 * 200_000 + 4 * 500_000)
+    assert outcome["chosen"] == best and outcome["env_steps"] == 16 * 250_000 + 4 * 3 * 1_000_000
     assert outcome["chosen_flags"][:2] == ["--learning-rate", str(configs[best]["learning_rate"])]
     tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)  # all kept: nothing runs again
     assert len((tmp_path / "events.txt").read_text().split("\n")[:-1]) == len(started)
     table = tune.tuning_report("simple_speaker_listener", str(tmp_path / "tuning.png"))
     assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
-    assert tuned["settings"] == {"simple_speaker_listener": {"maddpg_k3_reinforced": outcome["chosen_flags"]}}
-    arms = grid.predefined_arms([0, 3], ["maddpg"], ["reinforced"])
-    jobs = grid.build_grid(["simple_speaker_listener"], [1], arms, 5000, tuned["settings"])
-    reinforced = [job for job in jobs if job.name == "maddpg_k3_reinforced"][0]
-    assert reinforced.args[-len(outcome["chosen_flags"]) :] == outcome["chosen_flags"]
+    chosen = outcome["chosen_flags"]  # MADDPG-1 with the reinforced channel shares MADDPG-3's
+    assert tuned["settings"] == {
+        "simple_speaker_listener": {"maddpg_k3_reinforced": chosen, "maddpg_k1_reinforced": chosen}
+    }
+    assert tuned["shared"] == {"simple_speaker_listener": {"maddpg_k1_reinforced": "maddpg_k3_reinforced"}}
+    arms = grid.predefined_arms([0, 1, 3], ["maddpg"], ["reinforced"])
+    jobs = {job.name: job for job in grid.build_grid(["simple_speaker_listener"], [1], arms, 5000, tuned["settings"])}
+    for name in ("maddpg_k3_reinforced", "maddpg_k1_reinforced"):
+        assert jobs[name].args[-len(chosen) :] == chosen
+    assert jobs["maddpg_k0"].args == ["--total-timesteps", "5000", "--message-bits", "0", "--channel", "differentiable"]
     with pytest.raises(UsageError, match="no tuned settings for task simple_reference"):
         grid.build_grid(["simple_reference"], [1], grid.predefined_arms([3]), 5000, tuned["settings"])
 
