@@ -99,7 +99,8 @@ def predefined_arms(
         arms.append(Arm("ctedd_global", "ctedd_global.py", tuple(ctedd_args), tuned_as="ctedd_global"))
         for k in bits:
             args = ("--message-bits", str(k), *distill_args)
-            arms.append(Arm(f"ctedd_distill_k{k}", "ctedd_distill.py", args, "ctedd_global", "ctedd_distill"))
+            name = f"ctedd_distill_k{k}"
+            arms.append(Arm(name, "ctedd_distill.py", args, "ctedd_global", "ctedd_distill", "ctedd_distill"))
     if "maddpg" in methods:
         for k in bits:
             for channel in channels if k > 0 else ["differentiable"]:

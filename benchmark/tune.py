@@ -243,6 +243,112 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
     return outcome
 
 
+# the distillation (CTEDD-3, eq. (2)) of each channel task as Benchmark v3 ran it; tuned on the chosen CTEDD-G
+# configuration's runs on the tuning seeds (the teachers), with the student as wide as the tuned MADDPG-3's policy
+DISTILL_FIXED = {
+    "simple_speaker_listener": ["--relabel", "counterfactual"],
+    "simple_reference": ["--relabel", "counterfactual"],
+    "simple_spread-an1": ["--dagger-rounds", "4", "--dagger-steps", "10000", "--dagger-updates", "1000"],
+}
+DISTILL_DEFAULTS = {"learning_rate": 1e-3, "iters_per_batch": 10, "passes": 1}  # ctedd_distill.py's
+V3_CRITIC_WEIGHT = 20.0  # Benchmark v3's w of the relabelling (picked on evaluation seed 2)
+DISTILL_RUNGS = ((CONFIGS, (101,)), (CONFIGS // 4, (102, 103)))  # the best quarter on the other teachers
+
+
+def distill_configurations(task: str, count: int = CONFIGS) -> list[dict]:
+    """Benchmark v3's distillation, then count - 1 points of the Sobol sequence (seed 0), rounded to 4 digits:
+    the learning rate, iterations per batch, passes and, for the relabelling, w."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.QMCSampler(scramble=True, seed=0, warn_independent_sampling=False)
+    )
+    relabel = "--relabel" in DISTILL_FIXED.get(task, [])
+    study.enqueue_trial({**DISTILL_DEFAULTS, **({"critic_weight": V3_CRITIC_WEIGHT} if relabel else {})})
+    found = []
+    for _ in range(count):
+        trial = study.ask()
+        params = {
+            "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+            "iters_per_batch": trial.suggest_int("iters_per_batch", 2, 20, log=True),
+            "passes": trial.suggest_int("passes", 1, 3),
+        }
+        if relabel:
+            params["critic_weight"] = trial.suggest_float("critic_weight", 1.0, 100.0, log=True)
+        found.append({k: v if isinstance(v, int) else float(f"{v:.4g}") for k, v in params.items()})
+    return found
+
+
+def read_outcome(task: str, method: str) -> dict:
+    path = TUNING / task / f"{method}.json"
+    if not path.is_file():
+        raise UsageError(
+            f"{method} is not tuned on {task} yet (python -m benchmark.tune --task {task} --method {method})"
+        )
+    return read_json(str(path), OUTCOME, ("chosen", "configurations", "rungs"))
+
+
+def tune_distillation(task: str, workers: int, runs_dir: str, backend: str = "local", poll: float = 2.0) -> dict:
+    """Tune CTEDD-3's distillation on `task`: every configuration distils the chosen CTEDD-G configuration's run on
+    the first tuning seed, the best quarter also those on the others; the score is the students' final
+    evaluation return (normalised), averaged over the teachers. A teacher without its buffer is run again (the
+    same seed gives the same run)."""
+    references = report.load_references()
+    teacher, student = read_outcome(task, "ctedd_global"), read_outcome(task, "maddpg_k3_differentiable")
+    budget = teacher["rungs"][-1]["budget"]
+    width = student["configurations"][student["chosen"]]["hidden_dim"]
+    configs = distill_configurations(task)
+    fixed = ["--message-bits", "3", "--hidden-dim", str(width), *DISTILL_FIXED.get(task, [])]
+    survivors, rungs, scores = list(range(len(configs))), [], {}
+    for keep, seeds in DISTILL_RUNGS:
+        survivors = survivors[:keep]
+        jobs = []
+        for seed in seeds:
+            (stage1,) = jobs_for(task, "ctedd_global", [teacher["chosen"]], teacher["configurations"], budget, [seed])
+            jobs.append(stage1)
+            for index in survivors:
+                args = [*fixed, *flags(configs[index])]
+                name = f"ctedd_distill_t{index:02d}"
+                jobs.append(Job(name, "ctedd_distill.py", task, seed, args, after=stage1))  # its own run names
+        if backend == "ray":
+            from benchmark import ray_grid
+
+            failed = ray_grid.run_grid(jobs, runs_dir, "benchmark/logs", str(TUNING))
+        else:
+            failed = run.run_grid(jobs, workers, runs_dir, "benchmark/logs", str(TUNING), poll_seconds=poll)
+        if failed:
+            raise UsageError(f"{failed} tuning runs failed (logs in benchmark/logs/)")
+        minutes = 0.0
+        for job in (job for job in jobs if job.after is not None):
+            result = read_result(job.result_path(str(TUNING)))
+            index = int(job.name.rsplit("_t", 1)[1])
+            scores.setdefault(index, []).append(float(report.normalise(result["final"]["sum"], task, references)))
+            minutes += result["minutes"]
+        rung = {"seeds": list(seeds), "scores": {str(i): list(scores[i]) for i in survivors}}  # the scores so far
+        rungs.append({**rung, "cpu_minutes": minutes})
+        survivors = sorted(survivors, key=lambda i: -np.mean(scores[i]))
+    chosen = survivors[0]
+    outcome = {
+        "task": task,
+        "method": "ctedd_distill",
+        "protocol": {"configurations": len(configs), "rungs": DISTILL_RUNGS, "teacher": teacher["chosen"]},
+        "fixed": fixed,
+        "cpu_minutes": sum(r["cpu_minutes"] for r in rungs),
+        "configurations": configs,
+        "rungs": rungs,
+        "chosen": chosen,
+        "chosen_flags": [*fixed[2:], *flags(configs[chosen])],  # k is the arm's
+    }
+    path = TUNING / task / "ctedd_distill.json"
+    atomic_write(str(path), lambda f: f.write(json.dumps(outcome, indent=1).encode()))
+    print(f"{task} ctedd_distill: configuration {chosen}, score {np.mean(scores[chosen]):.3f}")
+    return outcome
+
+
 def write_tuned(path: str) -> dict:
     """benchmark/tuned.json, which the grid reads (`run.py --tuned`): per task, each tuned method's chosen flags,
     and for each arm that shares a tuned setting (`SHARED`) that setting, with where it came from in "shared"."""
@@ -454,6 +560,7 @@ if __name__ == "__main__":
     parser.add_argument("--task", default=None, help="the task to tune on (or to report)")
     parser.add_argument("--method", nargs="+", choices=list(METHODS), default=[])
     parser.add_argument("--plan", action="store_true", help="tune every (task, method) of PLAN, in order")
+    parser.add_argument("--distill", action="store_true", help="tune CTEDD-3's distillation on --task")
     parser.add_argument("--trials", default=str(TUNING), help="where the trials are kept (v1's: tuning/v1)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs-dir", default="runs")
@@ -468,8 +575,8 @@ if __name__ == "__main__":
     cli = parser.parse_args()
     TUNING = Path(cli.trials)
     try:
-        if (cli.method or cli.report is not None or cli.compare is not None) and not cli.task:
-            raise UsageError("--method, --report and --compare need a --task")
+        if (cli.method or cli.distill or cli.report is not None or cli.compare is not None) and not cli.task:
+            raise UsageError("--method, --distill, --report and --compare need a --task")
         if cli.task:
             parse_task(cli.task)
         if cli.workers <= 0:
@@ -478,6 +585,8 @@ if __name__ == "__main__":
             for task, methods in PLAN.items():
                 for name in methods:
                     tune(task, name, cli.workers, cli.runs_dir, cli.backend)
+        if cli.distill:
+            tune_distillation(cli.task, cli.workers, cli.runs_dir, cli.backend)
         for name in cli.method:
             if cli.list:
                 for index, params in enumerate(configurations(name)):

@@ -653,6 +653,82 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
         grid.build_grid(["simple_reference"], [1], grid.predefined_arms([3]), 5000, tuned["settings"])
 
 
+DISTILL_SCRIPTS = """
+import json, math, os, sys, time
+import numpy as np
+import tyro
+from benchmark.grid import script_args
+from common.runs import code_version
+SCRIPT = os.path.basename(__file__)
+Args = script_args(os.path.join(os.environ["PYTHONPATH"], SCRIPT), "")  # the real script's flags
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    with open("events.txt", "a") as f:
+        f.write(f"{SCRIPT} {args.exp_name} {args.seed} {getattr(args, 'global_run', '')}\\n")
+    if SCRIPT == "ctedd_distill.py":
+        assert os.path.isfile(os.path.join(args.global_run, "buffer.npz"))  # it reads its teacher's buffer
+        task = os.path.basename(args.global_run).split("__")[0]
+        name = f"runs/{task}__{args.exp_name}__k{args.message_bits}__{args.seed}__{time.time_ns()}"
+        value = -10.0 - 20.0 * (math.log10(args.learning_rate) + 2.5) ** 2 - args.seed % 2  # best at lr 10^-2.5
+    else:
+        name, value = f"runs/{args.env_id}__{args.exp_name}__{args.seed}__{time.time_ns()}", -20.0
+    os.makedirs(name)
+    open(os.path.join(name, f"{args.exp_name}.cleanrl_model"), "w").close()
+    np.savez(os.path.join(name, "buffer.npz"), x=np.zeros(1))
+    result = {"curve": [[1, value]], "final": {"sum": value}, "minutes": 0.01, "args": vars(args)}
+    with open(os.path.join(name, "result.json"), "w") as f:
+        json.dump({**result, "code": code_version(__file__)}, f)
+"""
+
+
+def test_the_distillation_is_tuned_on_the_chosen_teachers_of_the_tuning_seeds(tmp_path, monkeypatch):
+    from benchmark import tune
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("ctedd_global.py", "ctedd_distill.py"):
+        (scripts / name).write_text(DISTILL_SCRIPTS)
+    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
+    monkeypatch.chdir(tmp_path)
+    task = "simple_speaker_listener"
+    with pytest.raises(UsageError, match="ctedd_global is not tuned on simple_speaker_listener yet"):
+        tune.tune_distillation(task, 2, "runs", poll=0.05)
+    for method, chosen in (("ctedd_global", 3), ("maddpg_k3_differentiable", 5)):
+        configs = tune.configurations(method)
+        outcome = {
+            "task": task,
+            "method": method,
+            "chosen": chosen,
+            "configurations": configs,
+            "rungs": [{"budget": 1000}],
+        }
+        (tmp_path / "tuning" / task).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tuning" / task / f"{method}.json").write_text(json.dumps(outcome))
+    outcome = tune.tune_distillation(task, 2, "runs", poll=0.05)
+    events = [line.split() for line in (tmp_path / "events.txt").read_text().splitlines()]
+    teachers = [e for e in events if e[0] == "ctedd_global.py"]
+    assert sorted((e[1], e[2]) for e in teachers) == [("ctedd_global_t03_1k", s) for s in ("101", "102", "103")]
+    students = [e for e in events if e[0] == "ctedd_distill.py"]
+    assert len(students) == 16 + 4 * 2
+    first, second = outcome["rungs"]
+    assert len({first["scores"][i][0] for i in first["scores"]}) == 16  # each configuration's own result
+    ranked = sorted(first["scores"], key=lambda i: -first["scores"][i][0])
+    assert all(len(v) == 1 for v in first["scores"].values()) and all(len(v) == 3 for v in second["scores"].values())
+    assert sorted(second["scores"]) == sorted(ranked[:4])
+    configs = outcome["configurations"]
+    assert configs[0] == {"learning_rate": 1e-3, "iters_per_batch": 10, "passes": 1, "critic_weight": 20.0}
+    best = min(ranked[:4], key=lambda i: abs(math.log10(configs[int(i)]["learning_rate"]) + 2.5))
+    assert outcome["chosen"] == int(best)
+    width = str(tune.configurations("maddpg_k3_differentiable")[5]["hidden_dim"])
+    assert outcome["chosen_flags"][:4] == ["--hidden-dim", width, "--relabel", "counterfactual"]
+    tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
+    jobs = grid.build_grid([task], [1], grid.predefined_arms([1]), 5000, tuned["settings"])
+    (distill,) = [job for job in jobs if job.name == "ctedd_distill_k1"]
+    assert distill.args == ["--message-bits", "1", *outcome["chosen_flags"]]  # every k distils as tuned for 3
+
+
 def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
     from benchmark import tune
 
