@@ -27,7 +27,7 @@ stopped halfway continues where it stopped. The outcome, with every configuratio
 CPU time, goes to benchmark/results/tuning/v2/{task}/{method}.json; --report writes a table and a figure per
 task. Protocol v1's trials (issue #21: 200k then 500k env steps, two seeds) are in benchmark/results/tuning/v1/.
 
-    python -m benchmark.tune --plan --workers 2                    # every (task, method) of PLAN, in order
+    python -m benchmark.tune --plan --workers 2   # PLAN's (task, method) in order, each channel task's distillation
     python -m benchmark.tune --task simple_speaker_listener --method maddpg_k3_differentiable
     python -m benchmark.tune --task simple_speaker_listener --report docs/tuning_simple_speaker_listener.png
 """
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import report, run
-from benchmark.grid import Job, read_json, read_result
+from benchmark.grid import Job, drop_buffer, read_json, read_result
 from common.envs import parse_task
 from common.utils import UsageError, atomic_write
 
@@ -210,12 +210,13 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
     for keep, share, seeds in RUNGS:
         survivors, budget = survivors[:keep], int(share * budget_of(task))
         jobs = jobs_for(task, method, survivors, configs, budget, seeds)
+        teachers = method == "ctedd_global" and seeds == RUNGS[-1][2]  # the chosen one's buffers: the distillation's
         if backend == "ray":
             from benchmark import ray_grid
 
-            failed = ray_grid.run_grid(jobs, runs_dir, "benchmark/logs", str(results_dir))
+            failed = ray_grid.run_grid(jobs, runs_dir, "benchmark/logs", str(results_dir), teachers)
         else:
-            failed = run.run_grid(jobs, workers, runs_dir, "benchmark/logs", str(results_dir), poll_seconds=poll)
+            failed = run.run_grid(jobs, workers, runs_dir, "benchmark/logs", str(results_dir), teachers, poll)
         if failed:
             raise UsageError(f"{failed} tuning runs failed (logs in benchmark/logs/)")
         kept = [read_result(job.result_path(str(results_dir))) for job in jobs]
@@ -226,6 +227,9 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
         rungs.append({**rung, "cpu_minutes": minutes})
         survivors = sorted(survivors, key=lambda i: -np.mean(scores[i]))
     chosen = survivors[0]
+    for job in jobs if teachers else []:
+        if job.name != trial_name(method, chosen, budget):
+            drop_buffer(job.finished_run(runs_dir))
     outcome = {
         "task": task,
         "method": method,
@@ -585,6 +589,8 @@ if __name__ == "__main__":
             for task, methods in PLAN.items():
                 for name in methods:
                     tune(task, name, cli.workers, cli.runs_dir, cli.backend)
+                if task in DISTILL_FIXED:  # while the teachers' buffers are here
+                    tune_distillation(task, cli.workers, cli.runs_dir, cli.backend)
         if cli.distill:
             tune_distillation(cli.task, cli.workers, cli.runs_dir, cli.backend)
         for name in cli.method:
