@@ -183,15 +183,30 @@ def score(curve: list, task: str, references: dict) -> float:
 
 
 def jobs_for(task: str, method: str, indices: list[int], configs: list[dict], budget: int, seeds) -> list[Job]:
-    script, fixed = METHODS[method]
     jobs = []
     for index in indices:
-        args = ["--total-timesteps", str(budget), "--eval-frequency", str(EVAL_FREQUENCY), *fixed]
-        if budget >= CHECKPOINT_FREQUENCY * 5:  # a long run cut short goes on from its last checkpoint
-            args += ["--checkpoint-frequency", str(CHECKPOINT_FREQUENCY)]
-        args += flags(configs[index])
-        jobs += [Job(trial_name(method, index, budget), script, task, seed, args) for seed in seeds]
+        jobs += trial_jobs(task, method, trial_name(method, index, budget), configs[index], budget, seeds)
     return jobs
+
+
+def trial_jobs(task: str, method: str, name: str, params: dict, budget: int, seeds) -> list[Job]:
+    script, fixed = METHODS[method]
+    args = ["--total-timesteps", str(budget), "--eval-frequency", str(EVAL_FREQUENCY), *fixed]
+    if budget >= CHECKPOINT_FREQUENCY * 5:  # a long run cut short goes on from its last checkpoint
+        args += ["--checkpoint-frequency", str(CHECKPOINT_FREQUENCY)]
+    return [Job(name, script, task, seed, [*args, *flags(params)]) for seed in seeds]
+
+
+def run_jobs(jobs: list[Job], workers: int, runs_dir: str, backend: str, poll: float, keep_buffers: bool = False):
+    """Run the jobs on the grid's backend (kept results are skipped), their results kept under TUNING."""
+    if backend == "ray":
+        from benchmark import ray_grid
+
+        failed = ray_grid.run_grid(jobs, runs_dir, "benchmark/logs", str(TUNING), keep_buffers)
+    else:
+        failed = run.run_grid(jobs, workers, runs_dir, "benchmark/logs", str(TUNING), keep_buffers, poll)
+    if failed:
+        raise UsageError(f"{failed} tuning runs failed (logs in benchmark/logs/)")
 
 
 def trial_name(method: str, index: int, budget: int) -> str:
@@ -211,14 +226,7 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
         survivors, budget = survivors[:keep], int(share * budget_of(task))
         jobs = jobs_for(task, method, survivors, configs, budget, seeds)
         teachers = method == "ctedd_global" and seeds == RUNGS[-1][2]  # the chosen one's buffers: the distillation's
-        if backend == "ray":
-            from benchmark import ray_grid
-
-            failed = ray_grid.run_grid(jobs, runs_dir, "benchmark/logs", str(results_dir), teachers)
-        else:
-            failed = run.run_grid(jobs, workers, runs_dir, "benchmark/logs", str(results_dir), teachers, poll)
-        if failed:
-            raise UsageError(f"{failed} tuning runs failed (logs in benchmark/logs/)")
+        run_jobs(jobs, workers, runs_dir, backend, poll, teachers)
         kept = [read_result(job.result_path(str(results_dir))) for job in jobs]
         runs = {i: kept[n * len(seeds) : (n + 1) * len(seeds)] for n, i in enumerate(survivors)}
         scores = {i: [score(r["curve"], task, references) for r in runs[i]] for i in survivors}
@@ -318,14 +326,7 @@ def tune_distillation(task: str, workers: int, runs_dir: str, backend: str = "lo
                 args = [*fixed, *flags(configs[index])]
                 name = f"ctedd_distill_t{index:02d}"
                 jobs.append(Job(name, "ctedd_distill.py", task, seed, args, after=stage1))  # its own run names
-        if backend == "ray":
-            from benchmark import ray_grid
-
-            failed = ray_grid.run_grid(jobs, runs_dir, "benchmark/logs", str(TUNING))
-        else:
-            failed = run.run_grid(jobs, workers, runs_dir, "benchmark/logs", str(TUNING), poll_seconds=poll)
-        if failed:
-            raise UsageError(f"{failed} tuning runs failed (logs in benchmark/logs/)")
+        run_jobs(jobs, workers, runs_dir, backend, poll)
         minutes = 0.0
         for job in (job for job in jobs if job.after is not None):
             result = read_result(job.result_path(str(TUNING)))
@@ -371,37 +372,73 @@ def write_tuned(path: str) -> dict:
     return tuned
 
 
-def single_setting(method: str) -> str:
-    """The one configuration best across every task `method` was tuned on, against each task's own choice: what
-    per-task tuning adds. Among the configurations that reached the last rung on every task, the best mean score
-    there (the first rung favours the fast starters); if none did, the best mean at the first rung."""
-    outcomes = [read_json(str(p), OUTCOME, ("rungs",)) for p in sorted(TUNING.glob(f"*/{method}.json"))]
-    if not outcomes:
-        return f"{method}: not tuned yet"
-    first = [{int(i): np.mean(v) for i, v in o["rungs"][0]["scores"].items()} for o in outcomes]
-    last = [{int(i): np.mean(v) for i, v in o["rungs"][-1]["scores"].items()} for o in outcomes]
-    everywhere = set.intersection(*(set(scores) for scores in last))
-    scores = last if everywhere else first
-    single = max(everywhere or first[0], key=lambda i: np.mean([task_scores[i] for task_scores in scores]))
-    setting = " ".join(flags(outcomes[0]["configurations"][single]))
-    lines = [f"**{method}**: the single setting is configuration {single} ({setting})"]
-    for outcome, task_first, task_last in zip(outcomes, first, last):
-        own, budget = outcome["chosen"], outcome["rungs"][-1]["budget"] // 1000
-        line = f"- {outcome['task']}: its own choice {own} scores {task_first[own]:.3f} at the first rung, the single"
-        line += f" setting {task_first[single]:.3f}"
-        if single in task_last:
-            line += f"; at {budget}k {task_last[own]:.3f} against {task_last[single]:.3f}"
-        lines += [line]
-    return "\n".join(lines)
+def rounded(params: dict) -> dict:
+    """A configuration to two significant digits (the scripts' defaults)."""
+    return {k: type(v)(float(f"{v:.2g}")) for k, v in params.items()}
+
+
+def single_setting(method: str, workers: int, runs_dir: str, backend: str = "local", poll: float = 2.0) -> dict:
+    """The one configuration of `method` best across the channel tasks, to become its script's defaults: among each
+    task's chosen configuration and those that reached the last rung on every channel task, each run the whole
+    budget on the tuning seeds on every channel task (what the tuning did not run is run now), the best mean
+    score. Rounded to two significant digits it runs again: the rounded setting is kept where it scores the same
+    (its mean over the tasks at most 0.01 below), else the unrounded one."""
+    outcomes = {task: read_outcome(task, method) for task in CHANNEL_TASKS}
+    configs, seeds, references = configurations(method), RUNGS[-1][2], report.load_references()
+    last = [set(map(int, outcome["rungs"][-1]["scores"])) for outcome in outcomes.values()]
+    candidates = sorted({outcome["chosen"] for outcome in outcomes.values()} | set.intersection(*last))
+
+    def scored(named: dict) -> dict:
+        """Each setting {label: params} run on every channel task: {label: {task: [score per seed]}}."""
+        jobs = {}
+        for label, params in named.items():
+            for task in CHANNEL_TASKS:
+                name = f"{method}_{label}_{budget_of(task) // 1000}k"
+                jobs[label, task] = trial_jobs(task, method, name, params, budget_of(task), seeds)
+        run_jobs([job for task_jobs in jobs.values() for job in task_jobs], workers, runs_dir, backend, poll)
+        found = {}
+        for (label, task), task_jobs in jobs.items():
+            curves = [read_result(job.result_path(str(TUNING)))["curve"] for job in task_jobs]
+            found.setdefault(label, {})[task] = [score(curve, task, references) for curve in curves]
+        return found
+
+    def mean(by_task: dict) -> float:
+        return float(np.mean([np.mean(values) for values in by_task.values()]))
+
+    candidate_scores = scored({f"t{i:02d}": configs[i] for i in candidates})
+    best = max(candidates, key=lambda i: mean(candidate_scores[f"t{i:02d}"]))
+    two_digits = rounded(configs[best])
+    rounded_scores = scored({"rounded": two_digits})["rounded"]
+    kept = "rounded" if mean(rounded_scores) >= mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
+    setting = two_digits if kept == "rounded" else configs[best]
+    outcome = {
+        "method": method,
+        "candidates": candidate_scores,
+        "best": best,
+        "rounded": rounded_scores,
+        "kept": kept,
+        "setting": setting,
+        "flags": flags(setting),
+    }
+    path = TUNING / "single" / f"{method}.json"
+    atomic_write(str(path), lambda f: f.write(json.dumps(outcome, indent=1).encode()))
+    print(f"{method}: the single setting is configuration {best} ({kept}): {' '.join(flags(setting))}")
+    return outcome
+
+
+def rung_label(rung: dict) -> str:
+    seeds = ", ".join(str(seed) for seed in rung["seeds"])
+    return f"{rung['budget'] // 1000}k, seed {seeds}" if "budget" in rung else f"teacher {seeds}"
 
 
 def table(outcome: dict) -> str:
-    """One method's configurations, best first: the settings, the score at each rung (mean of the seeds)."""
+    """One method's configurations, best first: the settings, the score at each rung (mean of the seeds so far)."""
     first, last = outcome["rungs"][0], outcome["rungs"][-1]
     names = list(outcome["configurations"][0])
     hours = outcome["cpu_minutes"] / 60
-    lines = [f"**{outcome['method']}**: {outcome['env_steps'] / 1e6:.1f}M env steps, {hours:.2f} CPU hours", ""]
-    lines += ["| config | " + " | ".join(names) + f" | score {first['budget'] // 1000}k | {last['budget'] // 1000}k |"]
+    steps = f"{outcome['env_steps'] / 1e6:.1f}M env steps" if "env_steps" in outcome else "no new env steps"
+    lines = [f"**{outcome['method']}**: {steps}, {hours:.2f} CPU hours", ""]
+    lines += ["| config | " + " | ".join(names) + f" | {rung_label(first)} | {rung_label(last)} |"]
     lines += ["|---" * (len(names) + 3) + "|"]
 
     def rank(i: str) -> tuple:
@@ -416,10 +453,11 @@ def table(outcome: dict) -> str:
 
 
 def tuning_report(task: str, figure: str | None) -> str:
-    """The table of every configuration's scores per method, and the figure (one panel per method)."""
+    """The table of every configuration's scores per method (and the distillation), and the figure (one panel
+    each)."""
     outcomes = [
         read_json(str(TUNING / task / f"{m}.json"), OUTCOME, ("rungs",))
-        for m in METHODS
+        for m in (*METHODS, "ctedd_distill")
         if (TUNING / task / f"{m}.json").is_file()
     ]
     lines = [f"### Tuning on {task}", ""]
@@ -432,7 +470,8 @@ def tuning_report(task: str, figure: str | None) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(outcomes), figsize=(4.5 * len(outcomes), 3.6), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(outcomes), figsize=(4.5 * len(outcomes), 3.8), sharey=True, squeeze=False)
+        top = max(1.05, *(v + 0.05 for o in outcomes for r in o["rungs"] for s in r["scores"].values() for v in s))
         for ax, outcome in zip(axes[0], outcomes):
             for rung, color in zip(outcome["rungs"], ("tab:gray", "tab:blue")):
                 for i, seeds in rung["scores"].items():
@@ -441,19 +480,20 @@ def tuning_report(task: str, figure: str | None) -> str:
                     for value, marker in zip(shown, markers):
                         ax.scatter([int(i)], [value], s=14, color=color, alpha=0.6, marker=marker)
                     ax.scatter([int(i)], [max(np.mean(seeds), FLOOR)], s=60, marker="_", color=color)
-                ax.scatter([], [], color=color, label=f"{rung['budget'] // 1000}k env steps")
+                ax.scatter([], [], color=color, label=rung_label(rung))
             ax.axvline(outcome["chosen"], color="tab:green", linewidth=0.8, linestyle="--", label="chosen")
             for name, value in references[task].items():
                 if name not in ("random", "full information"):  # the controllers between, e.g. "no message"
                     level = float(report.normalise(value, task, references))
                     ax.axhline(level, color="black", linestyle=":", linewidth=0.8)
                     ax.annotate(name, (-0.4, level), fontsize=7, va="bottom")
-            ax.set_ylim(FLOOR - 0.05, 1.05)
-            ax.set_title(outcome["method"], fontsize=10)
-            ax.set_xlabel("configuration (0: the defaults before the tuning; 11: the defaults since)")
+            ax.set_ylim(FLOOR - 0.05, top)
+            distill = outcome["method"] == "ctedd_distill"
+            ax.set_title("CTEDD-3's distillation: final return" if distill else outcome["method"], fontsize=10)
+            ax.set_xlabel("configuration (0: v3's)" if distill else "configuration (0: the defaults; 1: #34's)")
             ax.set_xticks(range(len(outcome["configurations"])))
+            ax.legend(fontsize=7, loc="lower right")
         axes[0][0].set_ylabel("score: normalised return, last 30% of the curve")
-        axes[0][0].legend(fontsize=8)
         title = f"Tuning on {task}: each dot one tuning seed, a dash their mean (a triangle: below {FLOOR})"
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
@@ -572,7 +612,7 @@ if __name__ == "__main__":
     parser.add_argument("--report", nargs="?", const="", default=None, help="print the table (and draw the figure)")
     parser.add_argument("--list", action="store_true", help="print each method's configurations only")
     parser.add_argument("--write-tuned", default=None, help="write every tuned task's chosen flags here (tuned.json)")
-    parser.add_argument("--single", action="store_true", help="each method's best single setting across tasks")
+    parser.add_argument("--single", action="store_true", help="CTEDD-G's and MADDPG-3's best single setting")
     parser.add_argument("--compare", nargs="?", const="", default=None, help="tuned against v2 (and draw the curves)")
     parser.add_argument("--results", default=str(TUNED_RESULTS), help="--compare: these runs (default: the tuned)")
     parser.add_argument("--baseline", default=None, help="--compare: against these (default: Benchmark v2)")
@@ -602,7 +642,8 @@ if __name__ == "__main__":
         if cli.write_tuned:
             write_tuned(cli.write_tuned)
         if cli.single:
-            print("\n\n".join(single_setting(name) for name in METHODS))
+            for name in ("ctedd_global", "maddpg_k3_differentiable"):  # the defaults of the two training scripts
+                single_setting(name, cli.workers, cli.runs_dir, cli.backend)
         if cli.compare is not None:
             baseline = Path(cli.baseline) if cli.baseline else None
             print(compare(cli.task, cli.compare or None, Path(cli.results), baseline))

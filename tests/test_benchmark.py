@@ -595,6 +595,7 @@ TUNING_SCRIPT = """
 import json, math, os, time
 import tyro
 from benchmark.grid import script_args
+from common.envs import task_name
 from common.runs import code_version
 Args = script_args(os.path.join(os.environ["PYTHONPATH"], "maddpg.py"), "")  # the real maddpg.py's flags
 if __name__ == "__main__":
@@ -602,7 +603,8 @@ if __name__ == "__main__":
     with open("events.txt", "a") as f:
         f.write(f"{args.exp_name} {args.seed}\\n")
     value = -10.0 - 20.0 * (math.log10(args.learning_rate) + 2.5) ** 2 - args.seed % 2  # best at lr 10^-2.5
-    run_dir = f"runs/{args.env_id}__{args.exp_name}__{args.seed}__{time.time_ns()}"
+    task = task_name(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
+    run_dir = f"runs/{task}__{args.exp_name}__{args.seed}__{time.time_ns()}"
     os.makedirs(run_dir)
     open(os.path.join(run_dir, f"{args.exp_name}.cleanrl_model"), "w").close()
     curve = [[args.total_timesteps // 2, -78.0], [args.total_timesteps, value]]
@@ -651,6 +653,37 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     assert jobs["maddpg_k0"].args == ["--total-timesteps", "5000", "--message-bits", "0", "--channel", "differentiable"]
     with pytest.raises(UsageError, match="no tuned settings for task simple_reference"):
         grid.build_grid(["simple_reference"], [1], grid.predefined_arms([3]), 5000, tuned["settings"])
+
+
+def test_the_single_setting_runs_every_candidate_on_every_channel_task_then_its_rounding(tmp_path, monkeypatch):
+    from benchmark import tune
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "maddpg.py").write_text(TUNING_SCRIPT)
+    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
+    monkeypatch.chdir(tmp_path)
+    method, configs = "maddpg_k3_differentiable", tune.configurations("maddpg_k3_differentiable")
+    chosen_and_last = {"simple_speaker_listener": (3, [3, 5, 7, 9]), "simple_reference": (5, [5, 3, 8, 10])}
+    chosen_and_last["simple_spread-an1"] = (3, [3, 11, 12, 13])
+    for task, (chosen, last) in chosen_and_last.items():
+        outcome = {"chosen": chosen, "configurations": configs, "rungs": [{"scores": {str(i): [0.5] for i in last}}]}
+        (tmp_path / "tuning" / task).mkdir(parents=True)
+        (tmp_path / "tuning" / task / f"{method}.json").write_text(json.dumps(outcome))
+    outcome = tune.single_setting(method, 4, "runs", poll=0.05)
+    started = [line.split() for line in (tmp_path / "events.txt").read_text().splitlines()]
+    names = sorted({name for name, _ in started})
+    assert names == [f"{method}_{label}_1000k" for label in ("rounded", "t03", "t05")]  # 3 on all, 5 on all
+    assert len(started) == 3 * 3 * 3 and {seed for _, seed in started} == {"101", "102", "103"}
+    assert sorted(outcome["candidates"]) == ["t03", "t05"] and outcome["best"] == 5  # lr 0.0031 nearest 10^-2.5
+    assert all(len(outcome["candidates"]["t05"][task]) == 3 for task in tune.CHANNEL_TASKS)
+    assert outcome["kept"] == "rounded" and outcome["setting"]["learning_rate"] == 0.0031  # 0.003099, 2 digits
+    assert outcome["setting"]["batch_size"] == 450 and outcome["setting"]["train_frequency"] == 110  # 449, 111
+    assert outcome["flags"] == tune.flags(outcome["setting"])
+    tune.single_setting(method, 4, "runs", poll=0.05)  # all kept: nothing runs again
+    assert len((tmp_path / "events.txt").read_text().splitlines()) == len(started)
 
 
 DISTILL_SCRIPTS = """
