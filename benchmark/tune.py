@@ -426,9 +426,10 @@ def single_setting(method: str, workers: int, runs_dir: str, backend: str = "loc
     return outcome
 
 
-def rung_label(rung: dict) -> str:
-    seeds = ", ".join(str(seed) for seed in rung["seeds"])
-    return f"{rung['budget'] // 1000}k, seed {seeds}" if "budget" in rung else f"teacher {seeds}"
+def rung_label(rung: dict, outcome: dict) -> str:
+    seeds = ", ".join(str(seed) for seed in rung.get("seeds", outcome["protocol"].get("seeds", [])))  # v1: all
+    plural = "s" if "," in seeds else ""
+    return f"{rung['budget'] // 1000}k, seed{plural} {seeds}" if "budget" in rung else f"teacher{plural} {seeds}"
 
 
 def table(outcome: dict) -> str:
@@ -438,7 +439,7 @@ def table(outcome: dict) -> str:
     hours = outcome["cpu_minutes"] / 60
     steps = f"{outcome['env_steps'] / 1e6:.1f}M env steps" if "env_steps" in outcome else "no new env steps"
     lines = [f"**{outcome['method']}**: {steps}, {hours:.2f} CPU hours", ""]
-    lines += ["| config | " + " | ".join(names) + f" | {rung_label(first)} | {rung_label(last)} |"]
+    lines += ["| config | " + " | ".join(names) + f" | {rung_label(first, outcome)} | {rung_label(last, outcome)} |"]
     lines += ["|---" * (len(names) + 3) + "|"]
 
     def rank(i: str) -> tuple:
@@ -480,7 +481,7 @@ def tuning_report(task: str, figure: str | None) -> str:
                     for value, marker in zip(shown, markers):
                         ax.scatter([int(i)], [value], s=14, color=color, alpha=0.6, marker=marker)
                     ax.scatter([int(i)], [max(np.mean(seeds), FLOOR)], s=60, marker="_", color=color)
-                ax.scatter([], [], color=color, label=rung_label(rung))
+                ax.scatter([], [], color=color, label=rung_label(rung, outcome))
             ax.axvline(outcome["chosen"], color="tab:green", linewidth=0.8, linestyle="--", label="chosen")
             for name, value in references[task].items():
                 if name not in ("random", "full information"):  # the controllers between, e.g. "no message"
@@ -490,7 +491,12 @@ def tuning_report(task: str, figure: str | None) -> str:
             ax.set_ylim(FLOOR - 0.05, top)
             distill = outcome["method"] == "ctedd_distill"
             ax.set_title("CTEDD-3's distillation: final return" if distill else outcome["method"], fontsize=10)
-            ax.set_xlabel("configuration (0: v3's)" if distill else "configuration (0: the defaults; 1: #34's)")
+            if distill:
+                ax.set_xlabel("configuration (0: Benchmark v3's)")
+            elif "budget" in outcome["protocol"]:
+                ax.set_xlabel("configuration (0: the defaults; 1: with issue #34's setting)")
+            else:  # protocol v1
+                ax.set_xlabel("configuration (0: the defaults before the tuning; 11: the defaults since)")
             ax.set_xticks(range(len(outcome["configurations"])))
             ax.legend(fontsize=7, loc="lower right")
         axes[0][0].set_ylabel("score: normalised return, last 30% of the curve")
