@@ -426,6 +426,28 @@ def single_setting(method: str, workers: int, runs_dir: str, backend: str = "loc
     return outcome
 
 
+def summary() -> str:
+    """Every outcome of protocol v2 in one table: the budget (runs, env steps, CPU hours) and the choice per method
+    and task, with the score of the defaults (configuration 0) and of issue #34's setting (1) where they ran the
+    last rung."""
+    lines = ["| task | method | runs | env steps | CPU hours | chosen | its score | defaults (0) | #34's (1) |"]
+    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    for task in PLAN:
+        for method in (*PLAN[task], "ctedd_distill"):
+            path = TUNING / task / f"{method}.json"
+            if not path.is_file():
+                continue
+            outcome = read_json(str(path), OUTCOME, ("rungs", "chosen"))
+            last = outcome["rungs"][-1]["scores"]
+            runs = sum(len(r["scores"]) * len(r["seeds"]) for r in outcome["rungs"])
+            steps = f"{outcome['env_steps'] / 1e6:.0f}M" if "env_steps" in outcome else "0 (distils)"
+            own = np.mean(last[str(outcome["chosen"])])
+            others = [f"{np.mean(last[i]):.3f}" if i in last else "" for i in ("0", "1")]
+            row = f"| {task} | {method} | {runs} | {steps} | {outcome['cpu_minutes'] / 60:.1f} | {outcome['chosen']} |"
+            lines += [row + f" {own:.3f} | {others[0]} | {others[1]} |"]
+    return "\n".join(lines)
+
+
 def rung_label(rung: dict, outcome: dict) -> str:
     seeds = ", ".join(str(seed) for seed in rung.get("seeds", outcome["protocol"].get("seeds", [])))  # v1: all
     plural = "s" if "," in seeds else ""
@@ -610,6 +632,7 @@ if __name__ == "__main__":
     parser.add_argument("--task", default=None, help="the task to tune on (or to report)")
     parser.add_argument("--method", nargs="+", choices=list(METHODS), default=[])
     parser.add_argument("--plan", action="store_true", help="tune every (task, method) of PLAN, in order")
+    parser.add_argument("--summary", action="store_true", help="every outcome's budget and choice, in one table")
     parser.add_argument("--distill", action="store_true", help="tune CTEDD-3's distillation on --task")
     parser.add_argument("--trials", default=str(TUNING), help="where the trials are kept (v1's: tuning/v1)")
     parser.add_argument("--workers", type=int, default=2)
@@ -645,6 +668,8 @@ if __name__ == "__main__":
                     print(name, index, " ".join(flags(params)))
             else:
                 tune(cli.task, name, cli.workers, cli.runs_dir, cli.backend)
+        if cli.summary:
+            print(summary())
         if cli.write_tuned:
             write_tuned(cli.write_tuned)
         if cli.single:

@@ -638,6 +638,7 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     assert outcome["chosen_flags"][:2] == ["--learning-rate", str(configs[best]["learning_rate"])]
     tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)  # all kept: nothing runs again
     assert len((tmp_path / "events.txt").read_text().split("\n")[:-1]) == len(started)
+    assert f"| simple_speaker_listener | maddpg_k3_reinforced | 28 | 16M | 0.0 | {best} |" in tune.summary()
     table = tune.tuning_report("simple_speaker_listener", str(tmp_path / "tuning.png"))
     assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
