@@ -493,7 +493,7 @@ def tuning_report(task: str, figure: str | None) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(outcomes), figsize=(4.5 * len(outcomes), 3.8), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(outcomes), figsize=(max(4.5 * len(outcomes), 6.5), 3.8), sharey=True, squeeze=False)
         top = max(1.05, *(v + 0.05 for o in outcomes for r in o["rungs"] for s in r["scores"].values() for v in s))
         for ax, outcome in zip(axes[0], outcomes):
             for rung, color in zip(outcome["rungs"], ("tab:gray", "tab:blue")):
@@ -516,13 +516,13 @@ def tuning_report(task: str, figure: str | None) -> str:
             if distill:
                 ax.set_xlabel("configuration (0: Benchmark v3's)")
             elif "budget" in outcome["protocol"]:
-                ax.set_xlabel("configuration (0: the defaults; 1: with issue #34's setting)")
+                ax.set_xlabel("configuration (0: the defaults; 1: #34's setting)")
             else:  # protocol v1
                 ax.set_xlabel("configuration (0: the defaults before the tuning; 11: the defaults since)")
             ax.set_xticks(range(len(outcome["configurations"])))
             ax.legend(fontsize=7, loc="lower right")
-        axes[0][0].set_ylabel("score: normalised return, last 30% of the curve")
-        title = f"Tuning on {task}: each dot one tuning seed, a dash their mean (a triangle: below {FLOOR})"
+        axes[0][0].set_ylabel("score: normalised return\n(stage 1: mean of the last 30% of the curve)")
+        title = f"Tuning on {task}\neach dot one tuning seed, a dash their mean (a triangle: below {FLOOR})"
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         report.save(fig, figure)
