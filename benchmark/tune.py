@@ -367,6 +367,10 @@ def write_tuned(path: str) -> dict:
             if source in chosen and arm not in chosen:
                 chosen[arm] = chosen[source]
                 shared.setdefault(task, {})[arm] = source
+        if "maddpg_k0" in PLAN.get(task, ()) and "maddpg_k0" in chosen and "ctedd_distill" not in chosen:
+            width = chosen["maddpg_k0"][chosen["maddpg_k0"].index("--hidden-dim") + 1]  # the same local policy
+            chosen["ctedd_distill"] = ["--hidden-dim", width]
+            shared.setdefault(task, {})["ctedd_distill"] = "maddpg_k0's --hidden-dim; the distillation's defaults"
     tuned = {"written_by": "benchmark/tune.py --write-tuned", "settings": settings, "shared": shared}
     atomic_write(path, lambda f: f.write(json.dumps(tuned, indent=1).encode()))
     return tuned
@@ -493,7 +497,9 @@ def tuning_report(task: str, figure: str | None) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(outcomes), figsize=(max(4.5 * len(outcomes), 6.5), 3.8), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(outcomes), figsize=(max(4.5 * len(outcomes), 6.5), 3.8), sharey=True, squeeze=False
+        )
         top = max(1.05, *(v + 0.05 for o in outcomes for r in o["rungs"] for s in r["scores"].values() for v in s))
         for ax, outcome in zip(axes[0], outcomes):
             for rung, color in zip(outcome["rungs"], ("tab:gray", "tab:blue")):

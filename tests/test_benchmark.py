@@ -763,6 +763,36 @@ def test_the_distillation_is_tuned_on_the_chosen_teachers_of_the_tuning_seeds(tm
     assert distill.args == ["--message-bits", "1", *outcome["chosen_flags"]]  # every k distils as tuned for 3
 
 
+def test_the_controls_share_maddpg_0s_setting_and_the_students_width(tmp_path, monkeypatch):
+    from benchmark import tune
+
+    monkeypatch.setattr(tune, "TUNING", tmp_path)
+    k0 = tune.flags({**tune.DEFAULTS, "hidden_dim": 128, "exploration_noise": 0.5})
+    ctedd = tune.flags({**tune.DEFAULTS, "target_sigma": 0.35})
+    for method, flags in (("maddpg_k0", k0), ("ctedd_global", ctedd)):
+        (tmp_path / "simple_spread").mkdir(exist_ok=True)
+        outcome = {"task": "simple_spread", "method": method, "chosen_flags": flags}
+        (tmp_path / "simple_spread" / f"{method}.json").write_text(json.dumps(outcome))
+    tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
+    settings = tuned["settings"]["simple_spread"]
+    assert settings["ctedd_global"] == ctedd and settings["ctedd_distill"] == ["--hidden-dim", "128"]
+    for arm in ("maddpg_k1_differentiable", "maddpg_k1_reinforced", "maddpg_k3_differentiable", "maddpg_k3_reinforced"):
+        assert settings[arm] == k0 and tuned["shared"]["simple_spread"][arm] == "maddpg_k0"
+    arms = grid.predefined_arms([0, 3], channels=["differentiable", "reinforced"])
+    jobs = grid.build_grid(["simple_spread"], [1], arms, 5000, tuned["settings"])
+    args = {job.name: job.args for job in jobs}
+    assert args["maddpg_k3_reinforced"] == [
+        "--total-timesteps",
+        "5000",
+        "--message-bits",
+        "3",
+        "--channel",
+        "reinforced",
+        *k0,
+    ]
+    assert args["ctedd_distill_k0"] == ["--message-bits", "0", "--hidden-dim", "128"]
+
+
 def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
     from benchmark import tune
 
