@@ -434,8 +434,11 @@ def summary() -> str:
     """Every outcome of protocol v2 in one table: the budget (runs, env steps, CPU hours) and the choice per method
     and task, with the score of the defaults (configuration 0) and of issue #34's setting (1) where they ran the
     last rung."""
-    lines = ["| task | method | runs | env steps | CPU hours | chosen | its score | defaults (0) | #34's (1) |"]
-    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    references = report.load_references()
+    columns = (
+        "| task | method | runs | env steps | CPU hours | chosen | its score | its fall from best | defaults (0) |"
+    )
+    lines = [columns + " #34's (1) |", "|---" * 10 + "|"]
     for task in PLAN:
         for method in (*PLAN[task], "ctedd_distill"):
             path = TUNING / task / f"{method}.json"
@@ -447,8 +450,15 @@ def summary() -> str:
             steps = f"{outcome['env_steps'] / 1e6:.0f}M" if "env_steps" in outcome else "0 (distils)"
             own = np.mean(last[str(outcome["chosen"])])
             others = [f"{np.mean(last[i]):.3f}" if i in last else "" for i in ("0", "1")]
+            fall = ""  # the largest over the tuning seeds, of the chosen configuration's whole runs
+            if "budget" in outcome["rungs"][-1]:
+                name = trial_name(method, outcome["chosen"], outcome["rungs"][-1]["budget"])
+                kept = [
+                    read_result(str(TUNING / task / f"{name}__{seed}.json")) for seed in outcome["rungs"][-1]["seeds"]
+                ]
+                fall = f"{max(fall_from_best(r['curve'], task, references) for r in kept):.3f}"
             row = f"| {task} | {method} | {runs} | {steps} | {outcome['cpu_minutes'] / 60:.1f} | {outcome['chosen']} |"
-            lines += [row + f" {own:.3f} | {others[0]} | {others[1]} |"]
+            lines += [row + f" {own:.3f} | {fall} | {others[0]} | {others[1]} |"]
     return "\n".join(lines)
 
 
