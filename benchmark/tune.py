@@ -171,6 +171,29 @@ def configurations(method: str, count: int = CONFIGS) -> list[dict]:
     return found
 
 
+V3_TUNED = ROOT / "benchmark" / "results" / "tuning" / "v1" / "tuned.json"  # what Benchmark v3 ran
+V3_AS = {"maddpg_k0": "maddpg_k3_differentiable"}  # Benchmark v3's MADDPG-0 ran MADDPG-3's setting
+
+
+def previous_setting(task: str, method: str) -> dict | None:
+    """Benchmark v3's setting of (task, method) as a configuration, where it differs from the defaults (the
+    controls and most channel tasks ran those): a guard at the last rung, so that the tuning never replaces a
+    setting that scores better on the tuning seeds."""
+    v3 = read_json(str(V3_TUNED), "protocol v1's tuned.json", ("settings",))["settings"]
+    given = v3.get(task, {}).get(V3_AS.get(method, method))
+    if given is None:
+        return None
+    defaults = configurations(method)[0]
+    params = dict(defaults)
+    for name, value in zip(given[::2], given[1::2]):
+        name = name.removeprefix("--").replace("-", "_")
+        if name == "target_entropy":  # the sigma of that entropy per dimension
+            name, value = "target_sigma", math.exp(float(value) - GAUSSIAN_ENTROPY)
+        params[name] = type(defaults[name])(float(value))
+    same = all(math.isclose(params[k], defaults[k], rel_tol=1e-4) for k in params)
+    return None if same else params
+
+
 def budget_of(task: str) -> int:
     return BUDGET.get(task, 1_000_000)
 
@@ -219,7 +242,6 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
     if task not in references:
         raise UsageError(f"no reference returns for task {task!r} (python -m benchmark.reference_returns)")
     configs = configurations(method)
-    results_dir = TUNING  # each run's result.json: TUNING/{task}/{method}_t{index}_{budget}k__{seed}.json
     survivors = list(range(len(configs)))
     rungs = []
     for keep, share, seeds in RUNGS:
@@ -227,13 +249,23 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
         jobs = jobs_for(task, method, survivors, configs, budget, seeds)
         teachers = method == "ctedd_global" and seeds == RUNGS[-1][2]  # the chosen one's buffers: the distillation's
         run_jobs(jobs, workers, runs_dir, backend, poll, teachers)
-        kept = [read_result(job.result_path(str(results_dir))) for job in jobs]
+        kept = [read_result(job.result_path(str(TUNING))) for job in jobs]  # TUNING/{task}/{name}__{seed}.json
         runs = {i: kept[n * len(seeds) : (n + 1) * len(seeds)] for n, i in enumerate(survivors)}
         scores = {i: [score(r["curve"], task, references) for r in runs[i]] for i in survivors}
         minutes = sum(r["minutes"] for rs in runs.values() for r in rs)
         rung = {"budget": budget, "seeds": list(seeds), "scores": {str(i): s for i, s in scores.items()}}
         rungs.append({**rung, "cpu_minutes": minutes})
         survivors = sorted(survivors, key=lambda i: -np.mean(scores[i]))
+    guard = previous_setting(task, method)
+    if guard is not None:  # Benchmark v3's own setting, the whole run on the last rung's seeds
+        configs.append(guard)
+        guard_jobs = jobs_for(task, method, [len(configs) - 1], configs, budget, seeds)
+        run_jobs(guard_jobs, workers, runs_dir, backend, poll)
+        kept = [read_result(job.result_path(str(TUNING))) for job in guard_jobs]
+        rungs[-1]["scores"][str(len(configs) - 1)] = [score(r["curve"], task, references) for r in kept]
+        rungs[-1]["cpu_minutes"] += sum(r["minutes"] for r in kept)
+        survivors = sorted(map(int, rungs[-1]["scores"]), key=lambda i: -np.mean(rungs[-1]["scores"][str(i)]))
+        jobs += guard_jobs
     chosen = survivors[0]
     for job in jobs if teachers else []:
         if job.name != trial_name(method, chosen, budget):
@@ -251,7 +283,7 @@ def tune(task: str, method: str, workers: int, runs_dir: str, backend: str = "lo
     }
     path = TUNING / task / f"{method}.json"
     atomic_write(str(path), lambda f: f.write(json.dumps(outcome, indent=1).encode()))
-    print(f"{task} {method}: configuration {chosen}, score {np.mean(scores[chosen]):.3f}")
+    print(f"{task} {method}: configuration {chosen}, score {np.mean(rungs[-1]['scores'][str(chosen)]):.3f}")
     return outcome
 
 
@@ -390,7 +422,8 @@ def single_setting(method: str, workers: int, runs_dir: str, backend: str = "loc
     outcomes = {task: read_outcome(task, method) for task in CHANNEL_TASKS}
     configs, seeds, references = configurations(method), RUNGS[-1][2], report.load_references()
     last = [set(map(int, outcome["rungs"][-1]["scores"])) for outcome in outcomes.values()]
-    candidates = sorted({outcome["chosen"] for outcome in outcomes.values()} | set.intersection(*last))
+    chosen = {outcome["chosen"] for outcome in outcomes.values()}
+    candidates = sorted((chosen | set.intersection(*last)) - {CONFIGS})  # not a task's own Benchmark v3 setting
 
     def scored(named: dict) -> dict:
         """Each setting {label: params} run on every channel task: {label: {task: [score per seed]}}."""
@@ -479,13 +512,16 @@ def table(outcome: dict) -> str:
     lines += ["|---" * (len(names) + 3) + "|"]
 
     def rank(i: str) -> tuple:
-        return (-np.mean(last["scores"].get(i, [-np.inf])), -np.mean(first["scores"][i]))
+        return (-np.mean(last["scores"].get(i, [-np.inf])), -np.mean(first["scores"].get(i, [-np.inf])))
 
-    for i in sorted(first["scores"], key=rank):
+    def mean(scores: dict, i: str) -> str:
+        return f"{np.mean(scores[i]):.3f}" if i in scores else ""
+
+    for i in sorted(set(first["scores"]) | set(last["scores"]), key=rank):
         settings = " | ".join(f"{outcome['configurations'][int(i)][n]:g}" for n in names)
-        later = f"{np.mean(last['scores'][i]):.3f}" if i in last["scores"] else ""
         mark = " (chosen)" if int(i) == outcome["chosen"] else " (defaults)" if i == "0" else ""
-        lines += [f"| {i}{mark} | {settings} | {np.mean(first['scores'][i]):.3f} | {later} |"]
+        mark += " (Benchmark v3's)" if int(i) == CONFIGS and "budget" in last else ""
+        lines += [f"| {i}{mark} | {settings} | {mean(first['scores'], i)} | {mean(last['scores'], i)} |"]
     return "\n".join(lines)
 
 

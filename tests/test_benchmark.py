@@ -578,6 +578,23 @@ def test_the_tuners_first_configuration_is_each_scripts_defaults():
         assert changed == {}
 
 
+def test_benchmark_v3s_own_setting_guards_the_last_rung_where_it_was_not_the_defaults():
+    from benchmark import tune
+
+    assert tune.previous_setting("simple_speaker_listener", "ctedd_global") is None  # v3 ran the defaults
+    assert tune.previous_setting("simple_spread", "maddpg_k0") is None  # the controls too
+    reinforced = tune.previous_setting("simple_speaker_listener", "maddpg_k3_reinforced")
+    assert reinforced == {
+        **tune.configurations("maddpg_k3_reinforced")[0],
+        **{"learning_rate": 0.0002412, "critic_learning_rate": 0.003345, "tau": 0.01333, "train_frequency": 188},
+        **{"batch_size": 1928, "actor_reg": 0.0004025, "exploration_noise": 0.3944},
+    }
+    an1 = tune.previous_setting("simple_spread-an1", "maddpg_k0")  # MADDPG-3's, protocol v1's configuration 0
+    assert an1["learning_rate"] == 0.01 and an1["exploration_noise"] == 1.0 and an1["twin_critics"] == 0
+    ctedd = tune.flags(tune.previous_setting("simple_spread-an1", "ctedd_global"))
+    assert ctedd[ctedd.index("--target-entropy") + 1] == "0.214966"  # the flag v3 ran
+
+
 def test_the_tuning_score_punishes_a_curve_that_collapses():
     from benchmark import tune
 
@@ -626,19 +643,20 @@ def test_tuning_halves_the_configurations_on_the_tuning_seeds_and_goes_on_where_
     monkeypatch.chdir(tmp_path)
     outcome = tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)
     started = (tmp_path / "events.txt").read_text().split("\n")[:-1]
-    assert len(started) == 16 + 4 * 3 and {line.split()[1] for line in started} == {"101", "102", "103"}
+    assert len(started) == 16 + 4 * 3 + 3 and {line.split()[1] for line in started} == {"101", "102", "103"}
     first, second = outcome["rungs"]
     assert first["budget"] == 250_000 and first["seeds"] == [101] and len(first["scores"]) == 16
-    assert second["budget"] == 1_000_000 and second["seeds"] == [101, 102, 103] and len(second["scores"]) == 4
+    assert second["budget"] == 1_000_000 and second["seeds"] == [101, 102, 103] and len(second["scores"]) == 5
     ranked = sorted(first["scores"], key=lambda i: -np.mean(first["scores"][i]))
-    assert sorted(second["scores"]) == sorted(ranked[:4])  # the best quarter goes on
+    assert sorted(second["scores"]) == sorted([*ranked[:4], "16"])  # the best quarter goes on, and v3's setting
     configs = outcome["configurations"]
-    best = min(range(16), key=lambda i: abs(math.log10(configs[i]["learning_rate"]) + 2.5))
-    assert outcome["chosen"] == best and outcome["env_steps"] == 16 * 250_000 + 4 * 3 * 1_000_000
+    assert configs[16] == tune.previous_setting("simple_speaker_listener", "maddpg_k3_reinforced")
+    best = min(range(17), key=lambda i: abs(math.log10(configs[i]["learning_rate"]) + 2.5))
+    assert outcome["chosen"] == best and outcome["env_steps"] == 16 * 250_000 + 5 * 3 * 1_000_000
     assert outcome["chosen_flags"][:2] == ["--learning-rate", str(configs[best]["learning_rate"])]
     tune.tune("simple_speaker_listener", "maddpg_k3_reinforced", 4, "runs", poll=0.05)  # all kept: nothing runs again
     assert len((tmp_path / "events.txt").read_text().split("\n")[:-1]) == len(started)
-    assert f"| simple_speaker_listener | maddpg_k3_reinforced | 28 | 16M | 0.0 | {best} |" in tune.summary()
+    assert f"| simple_speaker_listener | maddpg_k3_reinforced | 31 | 19M | 0.0 | {best} |" in tune.summary()
     table = tune.tuning_report("simple_speaker_listener", str(tmp_path / "tuning.png"))
     assert f"| {best} (chosen) |" in table and "| 0 (defaults) |" in table and (tmp_path / "tuning.png").is_file()
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
