@@ -568,7 +568,8 @@ def tuning_report(task: str, figure: str | None) -> str:
             if distill:
                 ax.set_xlabel("configuration (0: Benchmark v3's)")
             elif "budget" in outcome["protocol"]:
-                ax.set_xlabel("configuration (0: the defaults; 1: #34's setting)")
+                guard = "; 16: v3's" if len(outcome["configurations"]) > CONFIGS else ""
+                ax.set_xlabel(f"configuration (0: the defaults; 1: #34's setting{guard})")
             else:  # protocol v1
                 ax.set_xlabel("configuration (0: the defaults before the tuning; 11: the defaults since)")
             ax.set_xticks(range(len(outcome["configurations"])))
