@@ -148,9 +148,8 @@ def flags(params: dict) -> list[str]:
     return out
 
 
-def configurations(method: str, count: int = CONFIGS) -> list[dict]:
-    """The defaults, the defaults with issue #34's setting, then count - 2 points of Optuna's scrambled Sobol
-    sequence (seed 0), rounded to 4 digits."""
+def sobol_study():
+    """An Optuna study whose trials are the points of a scrambled Sobol sequence (seed 0): the same everywhere."""
     import warnings
 
     import optuna
@@ -158,9 +157,14 @@ def configurations(method: str, count: int = CONFIGS) -> list[dict]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message="Fixed parameter target_noise")  # the defaults' 0: no smoothing
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.QMCSampler(scramble=True, seed=0, warn_independent_sampling=False)
-    )
+    sampler = optuna.samplers.QMCSampler(scramble=True, seed=0, warn_independent_sampling=False)
+    return optuna.create_study(direction="maximize", sampler=sampler)
+
+
+def configurations(method: str, count: int = CONFIGS) -> list[dict]:
+    """The defaults, the defaults with issue #34's setting, then count - 2 points of Optuna's scrambled Sobol
+    sequence (seed 0), rounded to 4 digits."""
+    study = sobol_study()
     exploration = DEFAULT_EXPLORATION["ctedd_global" if method == "ctedd_global" else "maddpg"]
     study.enqueue_trial({**DEFAULTS, **exploration})
     study.enqueue_trial({**DEFAULTS, **STRONGER, **exploration})
@@ -302,15 +306,7 @@ DISTILL_RUNGS = ((CONFIGS, (101,)), (CONFIGS // 4, (102, 103)))  # the best quar
 def distill_configurations(task: str, count: int = CONFIGS) -> list[dict]:
     """Benchmark v3's distillation, then count - 1 points of the Sobol sequence (seed 0), rounded to 4 digits:
     the learning rate, iterations per batch, passes and, for the relabelling, w."""
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.QMCSampler(scramble=True, seed=0, warn_independent_sampling=False)
-    )
+    study = sobol_study()
     relabel = "--relabel" in DISTILL_FIXED.get(task, [])
     study.enqueue_trial({**DISTILL_DEFAULTS, **({"critic_weight": V3_CRITIC_WEIGHT} if relabel else {})})
     found = []
