@@ -312,6 +312,7 @@ def improvement(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float, np.ndar
     return float(point["x,y"]), interval["x,y"].ravel()
 
 
+REACH_LEVEL = 0.9  # sample efficiency as env steps to this share of the full-information controller
 MIN_SEEDS = 5  # a verdict needs at least this many seeds common to both arms; fewer get the P and no verdict
 
 
@@ -352,6 +353,44 @@ def final_table(results, references, reps: int) -> str:
             lines.append(
                 f"| {task} | {style(results, m)[0]} | {len(finals)} | {finals.mean():.2f} ± {finals.std():.2f} "
                 f"| {point[m][0]:.2f} [{low:.2f}, {high:.2f}] |"
+            )
+    return "\n".join(lines)
+
+
+def fall_from_best(curve: list, task: str, references: dict) -> float:
+    """How far (normalised) the end of a learning curve lies below its best point."""
+    values = normalise([value for _, value in curve], task, references)
+    return float(values.max() - values[-1])
+
+
+def steps_to(curve: list, task: str, references: dict, level: float = REACH_LEVEL) -> int | None:
+    """The first evaluation's env steps at which a curve's normalised score reaches `level`; None if it never does."""
+    return next((step for step, value in curve if normalise(value, task, references) >= level), None)
+
+
+def curve_table(results, references) -> str:
+    """Per stage-1 learner (distilled policies have no curve): its best point and its end, normalised, the fall
+    from the one to the other per seed (mean and largest) and of the mean curve, and the env steps to reach
+    REACH_LEVEL of the full-information controller (median over the seeds that reach it)."""
+    lines = [
+        "| task | method | seeds | best point | final | fall from best, mean (largest) | fall of the mean curve"
+        f" | seeds reaching {REACH_LEVEL:.0%} | env steps to {REACH_LEVEL:.0%}, median |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    distilled = distillations(results)
+    for task in TASKS:
+        for m in [m for m in methods_of(results, [task]) if m not in distilled]:
+            runs = list(results[task][m].values())
+            best = [normalise([v for _, v in r["curve"]], task, references).max() for r in runs]
+            final = [normalise(r["curve"][-1][1], task, references) for r in runs]
+            falls = [fall_from_best(r["curve"], task, references) for r in runs]
+            steps = [s for s in (steps_to(r["curve"], task, references) for r in runs) if s is not None]
+            _, mean_curve = curves(results, references, [task], m, sorted(results[task][m]))
+            mean_curve = mean_curve.mean(axis=(0, 1))
+            lines.append(
+                f"| {task} | {style(results, m)[0]} | {len(runs)} | {np.mean(best):.3f} | {np.mean(final):.3f}"
+                f" | {np.mean(falls):.3f} ({max(falls):.3f}) | {mean_curve.max() - mean_curve[-1]:.3f}"
+                f" | {len(steps)}/{len(runs)} | {f'{np.median(steps) / 1e3:.0f}k' if steps else '-'} |"
             )
     return "\n".join(lines)
 
@@ -707,6 +746,10 @@ if __name__ == "__main__":
         print(f"warning: {line}", file=sys.stderr)
         print(f"> warning: {line}\n")
     print("## Final scores per task\n\n" + final_table(found_results, refs, cli.reps))
+    print(
+        "\n## The learning curves' best point and end (normalised: 0 random forces, 1 full information; per seed)\n\n"
+        + curve_table(found_results, refs)
+    )
     text, aggregates = aggregate_table(pooled, refs, cli.reps)
     print("\n## Across tasks\n\n" + text)
     text, improvements = claims_table(found_results, refs, cli.reps, claims)

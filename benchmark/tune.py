@@ -485,7 +485,7 @@ def summary() -> str:
                 kept = [
                     read_result(str(TUNING / task / f"{name}__{seed}.json")) for seed in outcome["rungs"][-1]["seeds"]
                 ]
-                fall = f"{max(fall_from_best(r['curve'], task, references) for r in kept):.3f}"
+                fall = f"{max(report.fall_from_best(r['curve'], task, references) for r in kept):.3f}"
             row = f"| {task} | {method} | {runs} | {steps} | {outcome['cpu_minutes'] / 60:.1f} | {outcome['chosen']} |"
             lines += [row + f" {own:.3f} | {fall} | {others[0]} | {others[1]} |"]
     return "\n".join(lines)
@@ -616,7 +616,7 @@ def compare(
         row += f"{finals.mean():.1f} ± {finals.std():.1f} (n={len(seeds)}) | {iqm['m'][0]:.3f} "
         row += f"[{interval['m'][0, 0]:.3f}, {interval['m'][1, 0]:.3f}] | "
         row += f"{p:.2f} [{p_interval[0]:.2f}, {p_interval[1]:.2f}] | " if p is not None else "| "
-        falls = [fall_from_best(tuned[method][s]["curve"], task, references) for s in seeds]
+        falls = [report.fall_from_best(tuned[method][s]["curve"], task, references) for s in seeds]
         row += f"{max(falls):.3f} | " if not method.startswith("ctedd_distill") else "| "
         reach = [tuned[method][s]["final"].get("goal_reached") for s in seeds]
         if all(reach):
@@ -632,12 +632,6 @@ def compare(
     if figure:
         curves_figure(task, v2, tuned, references, figure, (old_name, new))
     return "\n".join(lines)
-
-
-def fall_from_best(curve: list, task: str, references: dict) -> float:
-    """How far (normalised) the end of the learning curve lies below its best point."""
-    values = report.normalise([value for _, value in curve], task, references)
-    return float(values.max() - values[-1])
 
 
 def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str, names=("v2", "tuned")) -> None:

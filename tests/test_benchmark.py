@@ -848,6 +848,23 @@ def test_the_goal_table_reports_reach_rate_and_distance_per_arm_over_seeds(tmp_p
     assert "MADDPG-0" not in table  # no goal measures in its results
 
 
+def test_the_curve_table_gives_best_point_fall_from_best_and_env_steps_to_ninety_percent(tmp_path):
+    results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
+    references = report.load_references(results_dir)  # random -100, full information 0
+    peaked = [[100_000, -50.0], [200_000, -5.0], [300_000, -8.0], [400_000, -20.0]]  # 0.95 at 200k, ends at 0.80
+    assert report.fall_from_best(peaked, "simple_reference", references) == pytest.approx(0.15)
+    assert report.steps_to(peaked, "simple_reference", references) == 200_000
+    assert report.steps_to(peaked, "simple_reference", references, level=0.99) is None
+    for seed in range(1, 6):  # one seed never reaches 90%
+        curve = peaked if seed < 5 else [[100_000, -50.0], [200_000, -40.0], [300_000, -30.0], [400_000, -30.0]]
+        write_result(results_dir, "simple_reference", "ctedd_global", seed, curve, {})
+    table = report.curve_table(report.load_results(results_dir), references)
+    row = next(line for line in table.splitlines() if line.startswith("| simple_reference | CTEDD-G |"))
+    # best 0.95 x 4 and 0.70, final 0.80 x 4 and 0.70, falls 0.15 x 4 and 0; the mean curve: 0.88 at 200k, 0.78 last
+    assert row == "| simple_reference | CTEDD-G | 5 | 0.900 | 0.780 | 0.120 (0.150) | 0.100 | 4/5 | 200k |"
+    assert "CTEDD-0" not in table  # a distillation has no curve of its own
+
+
 def test_the_run_time_table_sums_the_kept_runs_minutes(tmp_path):
     results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
     results = report.load_results(results_dir)
