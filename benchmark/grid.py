@@ -330,7 +330,7 @@ def skip_finished(
             stale_jobs.append(job)
             print(f"stale: {path}: {why}" + ("" if stale == "refuse" else "; run again"))
             continue
-        needed = any(not os.path.isfile(d.result_path(results_dir)) for d in dependents_of(job, jobs))
+        needed = any(runs_again(d, results_dir, accept_code_changes) for d in dependents_of(job, jobs))
         if not needed or has_fresh_buffer(job, runs_dir, accept_code_changes):
             job.state = "skipped"
             print(f"skip (finished): {job.task} {job.name} seed {job.seed}")
@@ -338,6 +338,12 @@ def skip_finished(
         raise UsageError(
             f"{len(stale_jobs)} kept results are stale (listed above): without --stale refuse they run again"
         )
+
+
+def runs_again(job: Job, results_dir: str, accept_code_changes: bool) -> bool:
+    """Whether a distillation has no kept result, or one made otherwise than it would be today."""
+    path = job.result_path(results_dir)
+    return not os.path.isfile(path) or bool(staleness(job, read_result(path), accept_code_changes))
 
 
 def has_fresh_buffer(job: Job, runs_dir: str, accept_code_changes: bool) -> bool:

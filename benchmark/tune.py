@@ -298,6 +298,13 @@ DISTILL_FIXED = {
     "simple_reference": ["--relabel", "counterfactual"],
     "simple_spread-an1": ["--dagger-rounds", "4", "--dagger-steps", "10000", "--dagger-updates", "1000"],
 }
+# the arms that run the tuned distillation in the grid (benchmark/run_v4.sh; the report pools them as the best
+# relabelling); CTEDD-k by eq. (2) takes the student's width and ctedd_distill.py's defaults
+DISTILL_ARMS = {
+    "simple_speaker_listener": "ctedd_distill_cf_critic",
+    "simple_reference": "ctedd_distill_cf_critic",
+    "simple_spread-an1": "ctedd_distill_dagger",
+}
 DISTILL_DEFAULTS = {"learning_rate": 1e-3, "iters_per_batch": 10, "passes": 1}  # ctedd_distill.py's
 V3_CRITIC_WEIGHT = 20.0  # Benchmark v3's w of the relabelling (picked on evaluation seed 2)
 DISTILL_RUNGS = ((CONFIGS, (101,)), (CONFIGS // 4, (102, 103)))  # the best quarter on the other teachers
@@ -305,10 +312,11 @@ DISTILL_RUNGS = ((CONFIGS, (101,)), (CONFIGS // 4, (102, 103)))  # the best quar
 
 def distill_configurations(task: str, count: int = CONFIGS) -> list[dict]:
     """Benchmark v3's distillation, then count - 1 points of the Sobol sequence (seed 0), rounded to 4 digits:
-    the learning rate, iterations per batch, passes and, for the relabelling, w."""
+    the learning rate, iterations per batch, passes and, for the relabelling, w. The points are the same on every
+    task (w is drawn everywhere, and dropped where nothing is relabelled), so a configuration is one setting."""
     study = sobol_study()
     relabel = "--relabel" in DISTILL_FIXED.get(task, [])
-    study.enqueue_trial({**DISTILL_DEFAULTS, **({"critic_weight": V3_CRITIC_WEIGHT} if relabel else {})})
+    study.enqueue_trial({**DISTILL_DEFAULTS, "critic_weight": V3_CRITIC_WEIGHT})
     found = []
     for _ in range(count):
         trial = study.ask()
@@ -316,9 +324,10 @@ def distill_configurations(task: str, count: int = CONFIGS) -> list[dict]:
             "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
             "iters_per_batch": trial.suggest_int("iters_per_batch", 2, 20, log=True),
             "passes": trial.suggest_int("passes", 1, 3),
+            "critic_weight": trial.suggest_float("critic_weight", 1.0, 100.0, log=True),
         }
-        if relabel:
-            params["critic_weight"] = trial.suggest_float("critic_weight", 1.0, 100.0, log=True)
+        if not relabel:
+            del params["critic_weight"]
         found.append({k: v if isinstance(v, int) else float(f"{v:.4g}") for k, v in params.items()})
     return found
 
@@ -332,43 +341,65 @@ def read_outcome(task: str, method: str) -> dict:
     return read_json(str(path), OUTCOME, ("chosen", "configurations", "rungs"))
 
 
+def distill_fixed(task: str) -> list[str]:
+    """The distillation's flags that are not tuned: k = 3, the tuned MADDPG-3's policy width, the task's variant."""
+    student = read_outcome(task, "maddpg_k3_differentiable")
+    width = student["configurations"][student["chosen"]]["hidden_dim"]
+    return ["--message-bits", "3", "--hidden-dim", str(width), *DISTILL_FIXED.get(task, [])]
+
+
+def distill_jobs(task: str, named: dict[str, dict], seeds) -> tuple[list[Job], dict]:
+    """CTEDD-3's distillation of `task` with each of the settings {label: params}: the jobs (each teacher, the
+    chosen CTEDD-G configuration's run on a tuning seed, then its students) and {(label, seed): student job}."""
+    teacher, fixed = read_outcome(task, "ctedd_global"), distill_fixed(task)
+    budget, jobs, students = teacher["rungs"][-1]["budget"], [], {}
+    for seed in seeds:
+        (stage1,) = jobs_for(task, "ctedd_global", [teacher["chosen"]], teacher["configurations"], budget, [seed])
+        jobs.append(stage1)
+        for label, params in named.items():
+            students[label, seed] = Job(
+                f"ctedd_distill_{label}", "ctedd_distill.py", task, seed, [*fixed, *flags(params)], after=stage1
+            )  # its own run names
+            jobs.append(students[label, seed])
+    return jobs, students
+
+
+def distill_scores(task: str, students: dict, references: dict) -> tuple[dict, float]:
+    """{label: [normalised final evaluation return per teacher]} of the students' kept results, and their minutes."""
+    scores, minutes = {}, 0.0
+    for (label, _), job in students.items():
+        result = read_result(job.result_path(str(TUNING)))
+        scores.setdefault(label, []).append(float(report.normalise(result["final"]["sum"], task, references)))
+        minutes += result["minutes"]
+    return scores, minutes
+
+
 def tune_distillation(task: str, workers: int, runs_dir: str, backend: str = "local", poll: float = 2.0) -> dict:
     """Tune CTEDD-3's distillation on `task`: every configuration distils the chosen CTEDD-G configuration's run on
     the first tuning seed, the best quarter also those on the others; the score is the students' final
     evaluation return (normalised), averaged over the teachers. A teacher without its buffer is run again (the
     same seed gives the same run)."""
-    references = report.load_references()
-    teacher, student = read_outcome(task, "ctedd_global"), read_outcome(task, "maddpg_k3_differentiable")
-    budget = teacher["rungs"][-1]["budget"]
-    width = student["configurations"][student["chosen"]]["hidden_dim"]
-    configs = distill_configurations(task)
-    fixed = ["--message-bits", "3", "--hidden-dim", str(width), *DISTILL_FIXED.get(task, [])]
+    references, configs = report.load_references(), distill_configurations(task)
     survivors, rungs, scores = list(range(len(configs))), [], {}
     for keep, seeds in DISTILL_RUNGS:
         survivors = survivors[:keep]
-        jobs = []
-        for seed in seeds:
-            (stage1,) = jobs_for(task, "ctedd_global", [teacher["chosen"]], teacher["configurations"], budget, [seed])
-            jobs.append(stage1)
-            for index in survivors:
-                args = [*fixed, *flags(configs[index])]
-                name = f"ctedd_distill_t{index:02d}"
-                jobs.append(Job(name, "ctedd_distill.py", task, seed, args, after=stage1))  # its own run names
-        run_jobs(jobs, workers, runs_dir, backend, poll)
-        minutes = 0.0
-        for job in (job for job in jobs if job.after is not None):
-            result = read_result(job.result_path(str(TUNING)))
-            index = int(job.name.rsplit("_t", 1)[1])
-            scores.setdefault(index, []).append(float(report.normalise(result["final"]["sum"], task, references)))
-            minutes += result["minutes"]
+        jobs, students = distill_jobs(task, {f"t{i:02d}": configs[i] for i in survivors}, seeds)
+        run_jobs(jobs, workers, runs_dir, backend, poll, keep_buffers=True)  # the teachers' buffers: until --single
+        found, minutes = distill_scores(task, students, references)
+        for label, values in found.items():
+            scores.setdefault(int(label[1:]), []).extend(values)
         rung = {"seeds": list(seeds), "scores": {str(i): list(scores[i]) for i in survivors}}  # the scores so far
         rungs.append({**rung, "cpu_minutes": minutes})
         survivors = sorted(survivors, key=lambda i: -np.mean(scores[i]))
-    chosen = survivors[0]
+    chosen, fixed = survivors[0], distill_fixed(task)
     outcome = {
         "task": task,
         "method": "ctedd_distill",
-        "protocol": {"configurations": len(configs), "rungs": DISTILL_RUNGS, "teacher": teacher["chosen"]},
+        "protocol": {
+            "configurations": len(configs),
+            "rungs": DISTILL_RUNGS,
+            "teacher": read_outcome(task, "ctedd_global")["chosen"],
+        },
         "fixed": fixed,
         "cpu_minutes": sum(r["cpu_minutes"] for r in rungs),
         "configurations": configs,
@@ -379,6 +410,64 @@ def tune_distillation(task: str, workers: int, runs_dir: str, backend: str = "lo
     path = TUNING / task / "ctedd_distill.json"
     atomic_write(str(path), lambda f: f.write(json.dumps(outcome, indent=1).encode()))
     print(f"{task} ctedd_distill: configuration {chosen}, score {np.mean(scores[chosen]):.3f}")
+    return outcome
+
+
+DISTILL_DEFAULT_KEYS = ("learning_rate", "iters_per_batch", "passes")  # every distillation's; w is the relabelling's
+
+
+def single_distillation(workers: int, runs_dir: str, backend: str = "local", poll: float = 2.0) -> dict:
+    """The distillation's one configuration best across the channel tasks, its learning rate, iterations per batch
+    and passes to become ctedd_distill.py's defaults (w stays off there: the relabelling's own flag). As
+    `single_setting`: each task's chosen configuration and those that reached the last rung on every channel task,
+    each with each task's variant (DISTILL_FIXED) on the teachers of every tuning seed (what the tuning did not
+    run is run now), the best mean score; then rounded to two significant digits, kept if it scores the same."""
+    outcomes = {task: read_outcome(task, "ctedd_distill") for task in CHANNEL_TASKS}
+    last = [set(map(int, outcome["rungs"][-1]["scores"])) for outcome in outcomes.values()]
+    chosen = {outcome["chosen"] for outcome in outcomes.values()}
+    candidates, references = sorted(chosen | set.intersection(*last)), report.load_references()
+    seeds = sorted({seed for _, rung_seeds in DISTILL_RUNGS for seed in rung_seeds})  # every tuning seed's teacher
+
+    def scored(settings: dict) -> dict:
+        """{label: {task: params}} distilled on every channel task: {label: {task: [score per teacher]}}."""
+        jobs, students = [], {}
+        for task in CHANNEL_TASKS:
+            named = {label: by_task[task] for label, by_task in settings.items()}
+            task_jobs, students[task] = distill_jobs(task, named, seeds)
+            jobs += task_jobs
+        run_jobs(jobs, workers, runs_dir, backend, poll, keep_buffers=True)
+        teachers.update(job.finished_run(runs_dir) for job in jobs if job.after is None)
+        found = {}
+        for task in CHANNEL_TASKS:
+            for label, values in distill_scores(task, students[task], references)[0].items():
+                found.setdefault(label, {})[task] = values
+        return found
+
+    def mean(by_task: dict) -> float:
+        return float(np.mean([np.mean(values) for values in by_task.values()]))
+
+    configs, teachers = {task: distill_configurations(task) for task in CHANNEL_TASKS}, set()
+    candidate_scores = scored({f"t{i:02d}": {task: configs[task][i] for task in CHANNEL_TASKS} for i in candidates})
+    best = max(candidates, key=lambda i: mean(candidate_scores[f"t{i:02d}"]))
+    two_digits = {task: rounded(configs[task][best]) for task in CHANNEL_TASKS}
+    rounded_scores = scored({"rounded": two_digits})["rounded"]
+    kept = "rounded" if mean(rounded_scores) >= mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
+    setting = two_digits[CHANNEL_TASKS[0]] if kept == "rounded" else configs[CHANNEL_TASKS[0]][best]
+    defaults = {key: setting[key] for key in DISTILL_DEFAULT_KEYS}
+    outcome = {
+        "method": "ctedd_distill",
+        "candidates": candidate_scores,
+        "best": best,
+        "rounded": rounded_scores,
+        "kept": kept,
+        "setting": setting,
+        "flags": flags(defaults),
+    }
+    path = TUNING / "single" / "ctedd_distill.json"
+    atomic_write(str(path), lambda f: f.write(json.dumps(outcome, indent=1).encode()))
+    for run_dir in teachers:  # the tuning is over: nothing distils them again
+        drop_buffer(run_dir)
+    print(f"ctedd_distill: the single setting is configuration {best} ({kept}): {' '.join(flags(defaults))}")
     return outcome
 
 
@@ -395,6 +484,13 @@ def write_tuned(path: str) -> dict:
             if source in chosen and arm not in chosen:
                 chosen[arm] = chosen[source]
                 shared.setdefault(task, {})[arm] = source
+        if task in DISTILL_ARMS and "ctedd_distill" in chosen:  # the tuned distillation is the relabelling arms'
+            tuned_flags = chosen.pop("ctedd_distill")
+            for k in (0, 1, 3):
+                chosen[f"{DISTILL_ARMS[task]}_k{k}"] = tuned_flags
+                shared.setdefault(task, {})[f"{DISTILL_ARMS[task]}_k{k}"] = "ctedd_distill (tuned at k = 3)"
+            chosen["ctedd_distill"] = tuned_flags[:2]  # eq. (2): the student's width; the distillation's defaults
+            shared[task]["ctedd_distill"] = "the tuned distillation's --hidden-dim; the distillation's defaults"
         if "maddpg_k0" in PLAN.get(task, ()) and "maddpg_k0" in chosen and "ctedd_distill" not in chosen:
             width = chosen["maddpg_k0"][chosen["maddpg_k0"].index("--hidden-dim") + 1]  # the same local policy
             chosen["ctedd_distill"] = ["--hidden-dim", width]
@@ -684,7 +780,7 @@ if __name__ == "__main__":
     parser.add_argument("--report", nargs="?", const="", default=None, help="print the table (and draw the figure)")
     parser.add_argument("--list", action="store_true", help="print each method's configurations only")
     parser.add_argument("--write-tuned", default=None, help="write every tuned task's chosen flags here (tuned.json)")
-    parser.add_argument("--single", action="store_true", help="CTEDD-G's and MADDPG-3's best single setting")
+    parser.add_argument("--single", action="store_true", help="each script's best single setting")
     parser.add_argument("--compare", nargs="?", const="", default=None, help="tuned against v2 (and draw the curves)")
     parser.add_argument("--results", default=str(TUNED_RESULTS), help="--compare: these runs (default: the tuned)")
     parser.add_argument("--baseline", default=None, help="--compare: against these (default: Benchmark v2)")
@@ -718,6 +814,7 @@ if __name__ == "__main__":
         if cli.single:
             for name in ("ctedd_global", "maddpg_k3_differentiable"):  # the defaults of the two training scripts
                 single_setting(name, cli.workers, cli.runs_dir, cli.backend)
+            single_distillation(cli.workers, cli.runs_dir, cli.backend)  # and of the distillation
         if cli.compare is not None:
             baseline = Path(cli.baseline) if cli.baseline else None
             print(compare(cli.task, cli.compare or None, Path(cli.results), baseline))

@@ -179,6 +179,18 @@ def test_on_a_fresh_machine_the_grid_goes_on_from_the_kept_results(fake_scripts)
     assert started == [("ctedd_distill.py", "ctedd_distill"), ("ctedd_global.py", "ctedd_global")]
 
 
+def test_a_stale_distillation_runs_its_stage1_run_again_when_the_buffer_is_gone(fake_scripts):
+    options = dict(workers=2, runs_dir="runs", logs_dir="logs", results_dir="results", poll_seconds=0.05)
+    assert run.run_grid(tag_grid([1]), **options) == 0
+    path = fake_scripts / "results" / "simple_tag-scripted" / "ctedd_distill_k1__1.json"
+    kept = json.loads(path.read_text())
+    path.write_text(json.dumps({**kept, "args": {**kept["args"], "learning_rate": 0.5}}))  # only the student's stale
+    (fake_scripts / "events.txt").unlink()
+    assert run.run_grid(tag_grid([1]), **options) == 0  # the buffer was dropped: its teacher runs again
+    started = sorted((e[1], e[2]) for e in read_events(fake_scripts) if e[0] == "start")
+    assert started == [("ctedd_distill.py", "ctedd_distill"), ("ctedd_global.py", "ctedd_global")]
+
+
 def rerun_tag_grid(root, **options) -> list[tuple[str, str]]:
     """Run the seed-1 tag grid again on the kept results; the (script, exp name) of the runs it started."""
     (root / "events.txt").unlink(missing_ok=True)
@@ -439,7 +451,9 @@ def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
     from benchmark import reference_returns
 
     for task in reference_returns.COMMUNICATION_TASKS:
-        means = [reference_returns.episode_returns(task, c, episodes=60).mean() for c in reference_returns.CONTROLLERS]
+        controllers = reference_returns.controllers_of(task)
+        assert controllers == ("random", "no message", "1 bit", "full information")
+        means = [reference_returns.episode_returns(task, c, episodes=60).mean() for c in controllers]
         assert means == sorted(means), (task, means)
         assert means[3] - means[1] > 10, (task, means)  # the goal is worth a lot
     for task in ("simple_spread-an1", "simple_tag-scripted", "simple_push-scripted"):
@@ -447,6 +461,21 @@ def test_reference_controllers_gain_return_with_every_bit_of_goal_information():
             reference_returns.episode_returns(task, c, episodes=30).mean() for c in ("random", "full information")
         )
         assert full > random + 15, (task, random, full)  # the anchors of the normalised score are far apart
+
+
+def test_tags_planner_beats_the_chase_that_learners_beat_threefold(monkeypatch):
+    """Tag's full-information reference plans with the world's model; learned predators beat the plain chase
+    (about 50) two- to three-fold, the planner must be far above it; without its look-ahead it is not."""
+    from benchmark import reference_returns
+
+    assert reference_returns.controllers_of("simple_tag-scripted") == ("random", "chase", "full information")
+    chase = reference_returns.episode_returns("simple_tag-scripted", "chase", episodes=10)
+    planned = reference_returns.episode_returns("simple_tag-scripted", "full information", episodes=10)
+    assert planned.mean() > 4 * chase.mean() > 0, (planned.mean(), chase.mean())
+    monkeypatch.setattr(reference_returns, "PLAN_HORIZON", 1)  # one step ahead: the chase again (72 against 513)
+    monkeypatch.setattr(reference_returns, "PLAN_EPISODES", 4)  # and episodes planned in several batches
+    short = reference_returns.episode_returns("simple_tag-scripted", "full information", episodes=10)
+    assert short.mean() < planned.mean() / 2, (short.mean(), planned.mean())
 
 
 def test_mutual_information_of_goals_and_messages():
@@ -710,6 +739,7 @@ import json, math, os, sys, time
 import numpy as np
 import tyro
 from benchmark.grid import script_args
+from common.envs import parse_task, task_name
 from common.runs import code_version
 SCRIPT = os.path.basename(__file__)
 Args = script_args(os.path.join(os.environ["PYTHONPATH"], SCRIPT), "")  # the real script's flags
@@ -723,11 +753,13 @@ if __name__ == "__main__":
         name = f"runs/{task}__{args.exp_name}__k{args.message_bits}__{args.seed}__{time.time_ns()}"
         value = -10.0 - 20.0 * (math.log10(args.learning_rate) + 2.5) ** 2 - args.seed % 2  # best at lr 10^-2.5
     else:
-        name, value = f"runs/{args.env_id}__{args.exp_name}__{args.seed}__{time.time_ns()}", -20.0
+        task = task_name(args.env_id, args.opponents, args.agent_neighbors, args.landmark_neighbors)
+        name, value = f"runs/{task}__{args.exp_name}__{args.seed}__{time.time_ns()}", -20.0
     os.makedirs(name)
     open(os.path.join(name, f"{args.exp_name}.cleanrl_model"), "w").close()
     np.savez(os.path.join(name, "buffer.npz"), x=np.zeros(1))
-    result = {"curve": [[1, value]], "final": {"sum": value}, "minutes": 0.01, "args": vars(args)}
+    args = {**parse_task(task), **vars(args)}  # a distillation's result holds its task, as the real one's
+    result = {"curve": [[1, value]], "final": {"sum": value}, "minutes": 0.01, "args": args}
     with open(os.path.join(name, "result.json"), "w") as f:
         json.dump({**result, "code": code_version(__file__)}, f)
 """
@@ -776,9 +808,55 @@ def test_the_distillation_is_tuned_on_the_chosen_teachers_of_the_tuning_seeds(tm
     width = str(tune.configurations("maddpg_k3_differentiable")[5]["hidden_dim"])
     assert outcome["chosen_flags"][:4] == ["--hidden-dim", width, "--relabel", "counterfactual"]
     tuned = tune.write_tuned(str(tmp_path / "tuned.json"))
-    jobs = grid.build_grid([task], [1], grid.predefined_arms([1]), 5000, tuned["settings"])
-    (distill,) = [job for job in jobs if job.name == "ctedd_distill_k1"]
-    assert distill.args == ["--message-bits", "1", *outcome["chosen_flags"]]  # every k distils as tuned for 3
+    arms = [*grid.predefined_arms([1]), grid.parse_arm("ctedd_distill_cf_critic_k1=ctedd_distill.py:--message-bits 1")]
+    jobs = {job.name: job for job in grid.build_grid([task], [1], arms, 5000, tuned["settings"])}
+    tuned_k1 = jobs["ctedd_distill_cf_critic_k1"]
+    assert tuned_k1.args == ["--message-bits", "1", *outcome["chosen_flags"]]  # every k distils as tuned for 3
+    assert tuned_k1.after is jobs["ctedd_global"]
+    assert jobs["ctedd_distill_k1"].args == ["--message-bits", "1", "--hidden-dim", width]  # eq. (2): the defaults
+
+
+def test_the_distillations_single_setting_runs_its_candidates_on_every_channel_task(tmp_path, monkeypatch):
+    from benchmark import tune
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("ctedd_global.py", "ctedd_distill.py"):
+        (scripts / name).write_text(DISTILL_SCRIPTS)
+    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
+    monkeypatch.chdir(tmp_path)
+    chosen_and_last = {"simple_speaker_listener": (3, [3, 5, 7, 9]), "simple_reference": (5, [5, 3, 8, 10])}
+    chosen_and_last["simple_spread-an1"] = (3, [3, 11, 12, 13])  # 3 on every task, 5 chosen on one
+    for task, (chosen, last) in chosen_and_last.items():
+        (tmp_path / "tuning" / task).mkdir(parents=True)
+        for method, index in (("ctedd_global", 2), ("maddpg_k3_differentiable", 4), ("ctedd_distill", chosen)):
+            configs = tune.configurations(method) if method != "ctedd_distill" else tune.distill_configurations(task)
+            rungs = [{"budget": 1000, "scores": {str(i): [0.5] for i in last}}]
+            outcome = {"task": task, "method": method, "chosen": index, "configurations": configs, "rungs": rungs}
+            (tmp_path / "tuning" / task / f"{method}.json").write_text(json.dumps(outcome))
+    outcome = tune.single_distillation(4, "runs", poll=0.05)
+    events = [line.split() for line in (tmp_path / "events.txt").read_text().splitlines()]
+    assert sorted(e[2] for e in events if e[0] == "ctedd_global.py") == sorted(["101", "102", "103"] * 3)  # teachers
+    students = [e for e in events if e[0] == "ctedd_distill.py"]
+    assert sorted({e[1] for e in students}) == ["ctedd_distill_rounded", "ctedd_distill_t03", "ctedd_distill_t05"]
+    assert len(students) == 3 * 3 * 3  # 3 settings x 3 tasks x 3 teachers
+    configs = {task: tune.distill_configurations(task) for task in tune.CHANNEL_TASKS}
+    assert configs["simple_spread-an1"][5] == {k: configs["simple_reference"][5][k] for k in tune.DISTILL_DEFAULT_KEYS}
+    best = min((3, 5), key=lambda i: abs(math.log10(configs["simple_reference"][i]["learning_rate"]) + 2.5))
+    assert sorted(outcome["candidates"]) == ["t03", "t05"] and outcome["best"] == best
+    assert all(len(outcome["candidates"]["t05"][task]) == 3 for task in tune.CHANNEL_TASKS)
+    assert outcome["kept"] == "rounded" and outcome["setting"] == tune.rounded(configs["simple_reference"][best])
+    assert [flag for flag in outcome["flags"] if flag.startswith("--")] == [
+        "--learning-rate",
+        "--iters-per-batch",
+        "--passes",
+    ]  # w stays the relabelling's own flag
+    assert not list((tmp_path / "runs").glob("*ctedd_global*/buffer.npz"))  # the teachers' buffers: dropped at the end
+    assert list((tmp_path / "runs").glob("*ctedd_distill*/buffer.npz"))
+    tune.single_distillation(4, "runs", poll=0.05)  # all kept: nothing runs again
+    assert len((tmp_path / "events.txt").read_text().splitlines()) == len(events)
 
 
 def test_the_controls_share_maddpg_0s_setting_and_the_students_width(tmp_path, monkeypatch):
