@@ -1,7 +1,10 @@
 import glob
 import json
 import math
+import os
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -857,6 +860,53 @@ def test_the_distillations_single_setting_runs_its_candidates_on_every_channel_t
     assert list((tmp_path / "runs").glob("*ctedd_distill*/buffer.npz"))
     tune.single_distillation(4, "runs", poll=0.05)  # all kept: nothing runs again
     assert len((tmp_path / "events.txt").read_text().splitlines()) == len(events)
+
+
+def test_benchmark_v4_runs_every_arm_at_its_tuned_setting(tmp_path, monkeypatch):
+    """benchmark/run_v4.sh with WORKERS=0 prints its grid: every task, 5 seeds, each arm with tuned.json's flags."""
+    from benchmark import tune
+
+    monkeypatch.setattr(tune, "TUNING", tmp_path)
+    for task, methods in tune.PLAN.items():
+        (tmp_path / task).mkdir()
+        for index, method in enumerate(methods):
+            chosen = tune.flags({**tune.configurations(method)[0], "hidden_dim": 100 + index})
+            outcome = {"task": task, "method": method, "chosen_flags": chosen}
+            (tmp_path / task / f"{method}.json").write_text(json.dumps(outcome))
+        if task in tune.DISTILL_FIXED:
+            chosen = ["--hidden-dim", "101", *tune.DISTILL_FIXED[task], "--learning-rate", "0.002"]
+            outcome = {"task": task, "method": "ctedd_distill", "chosen_flags": chosen}
+            (tmp_path / task / "ctedd_distill.json").write_text(json.dumps(outcome))
+    tune.write_tuned(str(tmp_path / "tuned.json"))
+    env = {**os.environ, "WORKERS": "0", "TUNED": str(tmp_path / "tuned.json")}
+    result = subprocess.run(["bash", str(ROOT / "benchmark" / "run_v4.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    commands = [shlex.split(line) for line in result.stdout.splitlines()]
+
+    def last(command, name):  # the last value given for a flag: tuned.json's comes after the arm's own
+        return command[len(command) - 1 - command[::-1].index(name) + 1]
+
+    # per seed: 6 tasks x (CTEDD-G, CTEDD-0, -1, -3, MADDPG-0, MADDPG-1 and -3 with each channel), 3 relabelling arms
+    # on each channel task
+    assert len(commands) == 5 * (6 * 9 + 3 * 3)
+    trained = [c for c in commands if "--total-timesteps" in c]
+    assert len(trained) == 5 * 6 * 6 and {c[c.index("--seed") + 1] for c in commands} == {"1", "2", "3", "4", "5"}
+    for c in trained:
+        tag = "simple_tag" in c
+        assert last(c, "--total-timesteps") == ("2000000" if tag else "1000000") and "--checkpoint-frequency" in c
+        assert last(c, "--hidden-dim") in ("100", "101", "102")  # tuned.json's, not the script's default
+    exp_names = [c[c.index("--exp-name") + 1] for c in commands]
+    assert {name: exp_names.count(name) for name in exp_names if "distill" in name} == {
+        "ctedd_distill": 5 * 6 * 3,  # eq. (2): k = 0, 1, 3 on every task
+        **{f"ctedd_distill_cf_critic_k{k}": 5 * 2 for k in (0, 1, 3)},  # speaker-listener and reference
+        **{f"ctedd_distill_dagger_k{k}": 5 for k in (0, 1, 3)},  # spread-an1
+    }
+    for c, name in zip(commands, exp_names):
+        if name.startswith("ctedd_distill_"):  # the tuned distillation, with its task's variant
+            assert last(c, "--learning-rate") == "0.002" and last(c, "--hidden-dim") == "101"
+            assert ("--relabel" in c) == ("cf_critic" in name) and ("--dagger-rounds" in c) == ("dagger" in name)
+        elif name == "ctedd_distill":  # eq. (2): the student's width, the distillation's defaults
+            assert c[c.index("--message-bits") :] in [["--message-bits", k, "--hidden-dim", "101"] for k in "013"]
 
 
 def test_the_controls_share_maddpg_0s_setting_and_the_students_width(tmp_path, monkeypatch):
