@@ -460,6 +460,25 @@ def claims_summary(results, found: dict, claims=CLAIMS) -> str:
     return "\n".join(lines)
 
 
+def moved_table(results, found: dict, previous, previous_found: dict) -> str:
+    """The claims whose verdict differs between two benchmarks (say v3 and v4), in every scope both tested: each
+    side's P(X > Y) [95% CI] and verdict."""
+    lines = ["| claim | tasks | before: P(X > Y) [95% CI] | verdict | now: P(X > Y) [95% CI] | verdict |"]
+    lines.append("|---|---|---|---|---|---|")
+    for key in [k for k in found if k in previous_found]:
+        scope, x, y, _ = key
+        cells = []
+        for res, claims in ((previous, previous_found), (results, found)):
+            p, (low, high) = claims[key]
+            cells += [
+                f"{p:.2f} [{low:.2f}, {high:.2f}]",
+                verdict((low, high), len(common_seeds(res, SCOPES[scope], [x, y]))),
+            ]
+        if cells[1] != cells[3]:
+            lines.append(f"| {claim_label(results, *key[1:])} | {scope} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def distillation_table(results) -> str:
     """eq. (2)'s loss over the last tenth of the pass, per task and distillation: what the student cannot
     imitate, either for want of capacity or because it cannot know what the teacher knows."""
@@ -716,6 +735,7 @@ if __name__ == "__main__":
     parser.add_argument("--prefix", default="benchmark", help="the figures' file names: {prefix}_curves.png, ...")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--title", default=None, help="the report's first line, a Markdown heading")
+    parser.add_argument("--previous", default=None, help="a results tree (e.g. benchmark/results/v3): verdicts moved")
     parser.add_argument("--claim", action="append", default=[], help="X>Y or X>Y:curve, X and Y arms (repeatable)")
     parser.add_argument(
         "--baseline", default=None, help="a results tree (e.g. benchmark/results/v3) for the arms --results-dir lacks"
@@ -736,6 +756,15 @@ if __name__ == "__main__":
             else None
         )
         added = [parse_claim(text, found_results) for text in cli.claim]
+        previous = None
+        if cli.previous:  # its claims as they stood, with its own references
+            before = with_combined(load_results(cli.previous))
+            before_refs = load_references(cli.previous)
+            before_claims = {
+                **claims_table(before, before_refs, cli.reps, CLAIMS + added)[1],
+                **claims_table(before, before_refs, cli.reps, COMBINED_CLAIMS, groups_only=True)[1],
+            }
+            previous = (before, before_claims)
         pooled = with_combined(found_results)  # the combined arms, for the across-task statistics
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
@@ -761,6 +790,11 @@ if __name__ == "__main__":
             " where goals are drawn at reset, DAgger on spread-an1; per task: the tables above)\n\n" + text
         )
     improvements, claims = {**improvements, **pooled_improvements}, claims + COMBINED_CLAIMS
+    if previous is not None:
+        print(
+            f"\n## Verdicts that moved since {cli.previous} (each benchmark normalised by its own references)\n\n"
+            + moved_table(pooled, improvements, *previous)
+        )
     summary = claims_summary(pooled, improvements, claims)
     print(
         "\n## The claims at a glance (✓ holds, ✗ does not hold, ? cannot tell, · no verdict: fewer than 5 seeds)\n\n"

@@ -993,6 +993,29 @@ def test_the_curve_table_gives_best_point_fall_from_best_and_env_steps_to_ninety
     assert "CTEDD-0" not in table  # a distillation has no curve of its own
 
 
+def test_the_report_names_the_verdicts_that_moved_since_a_previous_benchmark(tmp_path):
+    (tmp_path / "now").mkdir(), (tmp_path / "before").mkdir()
+    now = synthetic_results(tmp_path / "now", np.random.default_rng(0))  # CTEDD-G far above MADDPG-0
+    before = synthetic_results(tmp_path / "before", np.random.default_rng(0))
+    for task in report.CHANNEL_TASKS:  # before: MADDPG-0 as good as CTEDD-G on speaker-listener only
+        for seed in range(1, 6) if task == "simple_speaker_listener" else ():
+            write_result(before, task, "maddpg_k0", seed, [[500_000, -30.0], [1_000_000, -20.0 + seed]], {})
+    results, references = report.load_results(now), report.load_references(now)
+    old, old_references = report.load_results(before), report.load_references(before)
+    found = report.claims_table(results, references, reps=200)[1]
+    old_found = report.claims_table(old, old_references, reps=200)[1]
+    table = report.moved_table(results, found, old, old_found)
+    rows = table.splitlines()[2:]
+    assert rows and all("| simple_speaker_listener |" in r or "| channel tasks |" in r for r in rows)  # what differs
+    assert "| CTEDD-G > MADDPG-0, whole curve | simple_speaker_listener | 0.20 [0.00, 0.60] | cannot tell |" in table
+    assert "| CTEDD-0 > MADDPG-0 | simple_speaker_listener | 0.00 [0.00, 0.00] | does not hold |" in table
+    result = run_module(
+        "benchmark.report", "--results-dir", str(now), "--previous", str(before), "--reps", "50", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"## Verdicts that moved since {before}" in result.stdout
+
+
 def test_the_run_time_table_sums_the_kept_runs_minutes(tmp_path):
     results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
     results = report.load_results(results_dir)
