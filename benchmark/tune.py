@@ -590,7 +590,10 @@ def summary() -> str:
 def rung_label(rung: dict, outcome: dict) -> str:
     seeds = ", ".join(str(seed) for seed in rung.get("seeds", outcome["protocol"].get("seeds", [])))  # v1: all
     plural = "s" if "," in seeds else ""
-    return f"{rung['budget'] // 1000}k, seed{plural} {seeds}" if "budget" in rung else f"teacher{plural} {seeds}"
+    if "budget" not in rung:  # a distillation's rung: its score is the mean over every teacher so far
+        earlier = [r["seeds"] for r in outcome["rungs"][: outcome["rungs"].index(rung)]]
+        return f"teacher{plural} {', '.join(str(s) for s in [*sum(earlier, []), *rung['seeds']])}"
+    return f"{rung['budget'] // 1000}k, seed{plural} {seeds}"
 
 
 def table(outcome: dict) -> str:
