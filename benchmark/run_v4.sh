@@ -18,6 +18,10 @@ for k in 0 1 3; do
   DAGGER+=(--arm "ctedd_distill_dagger_k$k=ctedd_distill.py:--message-bits $k")
 done
 python -m benchmark.run --tasks simple_speaker_listener simple_reference "${GRID[@]}" "${RELABEL[@]}"
+if [ "${WORKERS:-2}" != 0 ]; then  # what the bits say, while the runs' models are here (kept entries stay)
+  python -m benchmark.analysis.messages --results-dir "${RESULTS_DIR:-benchmark/results/v4}" --runs-dir runs \
+    --write "${RESULTS_DIR:-benchmark/results/v4}/messages.json"
+fi
 python -m benchmark.run --tasks simple_spread-an1 "${GRID[@]}" "${DAGGER[@]}"
 python -m benchmark.run --tasks simple_push-scripted simple_spread "${GRID[@]}"
 python -m benchmark.run --tasks simple_tag-scripted --budget 2000000 "${GRID[@]}"

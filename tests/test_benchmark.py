@@ -1,4 +1,5 @@
 import glob
+import hashlib
 import json
 import math
 import os
@@ -528,8 +529,30 @@ def test_the_message_analysis_reads_saved_policies(in_tmp):
     other = {**json.loads((Path(run) / "result.json").read_text()), "exp_name": "maddpg_k1_differentiable"}
     (task_dir / "maddpg_k1_differentiable__1.json").write_text(json.dumps(other))  # no run has it: named, skipped
     chosen = messages.senders_of_results("kept", ["runs"])
-    assert chosen["simple_speaker_listener"]["MADDPG-1 (reinf.)"] == (1, {1: glob.glob(f"{run}/*.cleanrl_model")[0]})
-    assert chosen["simple_speaker_listener"]["MADDPG-1 (diff.)"] == (1, {})
+    sha = {
+        name: hashlib.sha256((task_dir / f"{name}__1.json").read_bytes()).hexdigest()
+        for name in ("maddpg_k1_reinforced", "maddpg_k1_differentiable")
+    }
+    model = glob.glob(f"{run}/*.cleanrl_model")[0]
+    assert chosen["simple_speaker_listener"]["MADDPG-1 (reinf.)"] == (1, {1: model}, {1: sha["maddpg_k1_reinforced"]})
+    assert chosen["simple_speaker_listener"]["MADDPG-1 (diff.)"] == (1, {}, {1: sha["maddpg_k1_differentiable"]})
+    first = json.loads(json.dumps(messages.analyse(chosen, episodes=10)))  # as --write keeps it
+    assert (
+        first["simple_speaker_listener"]["MADDPG-1 (reinf.)"]["seeds"]["1"]["result_sha256"]
+        == sha["maddpg_k1_reinforced"]
+    )
+    # on another machine the run is gone: its entry is kept while its kept result is the one it analysed
+    shutil.rmtree("runs")
+    gone = messages.senders_of_results("kept", ["runs"])
+    merged = messages.with_earlier(messages.analyse(gone, episodes=10), first, gone)
+    assert (
+        merged["simple_speaker_listener"]["MADDPG-1 (reinf.)"]["seeds"][1]
+        == first["simple_speaker_listener"]["MADDPG-1 (reinf.)"]["seeds"]["1"]
+    )
+    assert "MADDPG-1 (diff.)" not in merged["simple_speaker_listener"]  # never analysed
+    (task_dir / "maddpg_k1_reinforced__1.json").write_text(json.dumps(other))  # the kept result changed: dropped
+    changed = messages.senders_of_results("kept", ["runs"])
+    assert messages.with_earlier(messages.analyse(changed, episodes=10), first, changed) == {}
 
 
 def test_sigma_analysis_reads_diagnostics_and_replays_an_episode(in_tmp):

@@ -10,7 +10,9 @@ with --paths, a figure of the listener's path for each goal.
 
 With --results-dir, exactly the runs a results tree keeps (Benchmark v3's, say), every arm that sends
 bits under its report label: each kept result is matched to the run directory, under any of the
---runs-dir folders, whose result.json is the same file.
+--runs-dir folders, whose result.json is the same file. Each seed's entry records the kept result it
+analysed (its sha256), and --write keeps the entries of the file it replaces whose kept result is
+unchanged but whose run is no longer here: a grid that spans machines is analysed as it goes.
 
     python -m benchmark.analysis.messages --runs-dir runs --write benchmark/results/v2/messages.json \
         --paths docs/benchmark_listener_paths.png
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 from collections import Counter, defaultdict
@@ -116,9 +119,9 @@ def senders_by_name(runs_dir: str) -> dict:
 
 
 def senders_of_results(results_dir: str, runs_dirs: list[str]) -> dict:
-    """task -> method label -> (k, seed -> model file) for the kept results of `results_dir` that send bits,
-    each found as the run (under `runs_dirs`) whose result.json has the same bytes. A kept result whose run
-    is not there is named and skipped."""
+    """task -> method label -> (k, seed -> model file, seed -> kept result's sha256) for the kept results of
+    `results_dir` that send bits, each found as the run (under `runs_dirs`) whose result.json has the same bytes.
+    A kept result whose run is not there is named and skipped."""
     from benchmark.report import load_results, style
 
     runs = {}
@@ -134,23 +137,24 @@ def senders_of_results(results_dir: str, runs_dirs: list[str]) -> dict:
             k = next(iter(seeds.values()))["args"].get("message_bits", 0)
             if not k:
                 continue
-            models = {}
+            models, hashes = {}, {}
             for seed in seeds:
                 kept = Path(results_dir, task, f"{arm}__{seed}.json").read_bytes()
+                hashes[seed] = hashlib.sha256(kept).hexdigest()
                 if kept in runs:
                     models[seed] = runs[kept]
                 else:
                     print(f"no run with the kept result {task}/{arm}__{seed}.json under {', '.join(runs_dirs)}")
-            found[task][style(results, arm)[0]] = (k, models)
+            found[task][style(results, arm)[0]] = (k, models, hashes)
     return found
 
 
 def analyse(senders: dict, episodes: int) -> dict:
-    """senders: task -> method label -> (k, seed -> model file)."""
+    """senders: task -> method label -> (k, seed -> model file[, seed -> kept result's sha256])."""
     report = defaultdict(dict)
     for task, methods in senders.items():
         envs = make_envs({"env_id": task}, episodes)
-        for label, (k, models) in methods.items():
+        for label, (k, models, *hashes) in methods.items():
             per_seed = {}
             for seed, path in sorted(models.items()):
                 bits, goals, _ = rollout(load_policy(path, envs), envs, [SEED + i for i in range(episodes)])
@@ -161,10 +165,31 @@ def analyse(senders: dict, episodes: int) -> dict:
                 per_seed[seed] = {
                     "mutual_information": mutual_information(pairs),
                     "messages": {str(g): dict(c.most_common()) for g, c in sorted(table.items())},
+                    **({"result_sha256": hashes[0][seed]} if hashes else {}),
                 }
             if per_seed:
                 report[task][label] = {"k": k, "seeds": per_seed}
     return report
+
+
+def with_earlier(report: dict, earlier: dict, senders: dict) -> dict:
+    """`report` with each seed entry of `earlier` (a messages.json written before) that it lacks and whose kept
+    result is still the one that entry analysed (its run is gone: another machine, an earlier session)."""
+    merged = {
+        task: {label: {**entry, "seeds": dict(entry["seeds"])} for label, entry in m.items()}
+        for task, m in report.items()
+    }
+    for task, methods in senders.items():
+        for label, (k, _, hashes) in methods.items():
+            before = earlier.get(task, {}).get(label, {}).get("seeds", {})
+            for seed, sha in hashes.items():
+                entry = merged.setdefault(task, {}).setdefault(label, {"k": k, "seeds": {}})
+                kept = before.get(str(seed))
+                if seed not in entry["seeds"] and kept and kept.get("result_sha256") == sha:
+                    entry["seeds"][seed] = kept
+            if not merged[task][label]["seeds"]:
+                del merged[task][label]
+    return {task: methods for task, methods in merged.items() if methods}
 
 
 PATH_PANELS = {  # run name -> panel title, in rows of three
@@ -233,6 +258,8 @@ if __name__ == "__main__":
     else:
         chosen = senders_by_name(cli.runs_dir[0])
     result = analyse(chosen, cli.episodes)
+    if cli.results_dir and os.path.isfile(cli.write):
+        result = with_earlier(result, json.loads(Path(cli.write).read_text()), chosen)
     if not result:
         raise SystemExit(f"error: no saved local policy of {', '.join(TASKS)} under {' '.join(cli.runs_dir)}")
     Path(cli.write).parent.mkdir(parents=True, exist_ok=True)
