@@ -7,6 +7,8 @@
 # Each finished run is kept under benchmark/results/v4/{task}/ and skipped next time: rerun this script to go on
 # where it stopped, here or on a fresh machine; training runs write a resumable checkpoint every 200k env steps.
 #     WORKERS=2 bash benchmark/run_v4.sh            # or BACKEND=ray; WORKERS=0 prints the commands only
+# The runs' models stay on the machine (runs/): before leaving one mid-grid, keep what the bits say so far with
+#     python -m benchmark.analysis.messages --results-dir benchmark/results/v4 --write benchmark/results/v4/messages.json
 set -e
 cd "$(dirname "$0")/.."
 GRID=(--seeds 1 2 3 4 5 --bits 0 1 3 --channels differentiable reinforced --tuned "${TUNED:-benchmark/tuned.json}"
