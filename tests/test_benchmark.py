@@ -791,7 +791,8 @@ if __name__ == "__main__":
 """
 
 
-def test_the_distillation_is_tuned_on_the_chosen_teachers_of_the_tuning_seeds(tmp_path, monkeypatch):
+def with_fake_distillation(tmp_path, monkeypatch):
+    """benchmark.tune with fake ctedd_global.py and ctedd_distill.py (DISTILL_SCRIPTS), its trials in tmp_path."""
     from benchmark import tune
 
     scripts = tmp_path / "scripts"
@@ -802,6 +803,11 @@ def test_the_distillation_is_tuned_on_the_chosen_teachers_of_the_tuning_seeds(tm
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
     monkeypatch.chdir(tmp_path)
+    return tune
+
+
+def test_the_distillation_is_tuned_on_the_chosen_teachers_of_the_tuning_seeds(tmp_path, monkeypatch):
+    tune = with_fake_distillation(tmp_path, monkeypatch)
     task = "simple_speaker_listener"
     with pytest.raises(UsageError, match="ctedd_global is not tuned on simple_speaker_listener yet"):
         tune.tune_distillation(task, 2, "runs", poll=0.05)
@@ -843,16 +849,7 @@ def test_the_distillation_is_tuned_on_the_chosen_teachers_of_the_tuning_seeds(tm
 
 
 def test_the_distillations_single_setting_runs_its_candidates_on_every_channel_task(tmp_path, monkeypatch):
-    from benchmark import tune
-
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    for name in ("ctedd_global.py", "ctedd_distill.py"):
-        (scripts / name).write_text(DISTILL_SCRIPTS)
-    monkeypatch.setattr(grid, "SCRIPTS_DIR", str(scripts))
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setattr(tune, "TUNING", tmp_path / "tuning")
-    monkeypatch.chdir(tmp_path)
+    tune = with_fake_distillation(tmp_path, monkeypatch)
     chosen_and_last = {"simple_speaker_listener": (3, [3, 5, 7, 9]), "simple_reference": (5, [5, 3, 8, 10])}
     chosen_and_last["simple_spread-an1"] = (3, [3, 11, 12, 13])  # 3 on every task, 5 chosen on one
     for task, (chosen, last) in chosen_and_last.items():
