@@ -443,15 +443,12 @@ def single_distillation(workers: int, runs_dir: str, backend: str = "local", pol
                 found.setdefault(label, {})[task] = values
         return found
 
-    def mean(by_task: dict) -> float:
-        return float(np.mean([np.mean(values) for values in by_task.values()]))
-
     configs, teachers = {task: distill_configurations(task) for task in CHANNEL_TASKS}, set()
     candidate_scores = scored({f"t{i:02d}": {task: configs[task][i] for task in CHANNEL_TASKS} for i in candidates})
-    best = max(candidates, key=lambda i: mean(candidate_scores[f"t{i:02d}"]))
+    best = max(candidates, key=lambda i: task_mean(candidate_scores[f"t{i:02d}"]))
     two_digits = {task: rounded(configs[task][best]) for task in CHANNEL_TASKS}
     rounded_scores = scored({"rounded": two_digits})["rounded"]
-    kept = "rounded" if mean(rounded_scores) >= mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
+    kept = "rounded" if task_mean(rounded_scores) >= task_mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
     setting = two_digits[CHANNEL_TASKS[0]] if kept == "rounded" else configs[CHANNEL_TASKS[0]][best]
     defaults = {key: setting[key] for key in DISTILL_DEFAULT_KEYS}
     outcome = {
@@ -500,6 +497,11 @@ def write_tuned(path: str) -> dict:
     return tuned
 
 
+def task_mean(by_task: dict) -> float:
+    """{task: [score per seed]} -> the mean over the tasks of the mean over the seeds."""
+    return float(np.mean([np.mean(values) for values in by_task.values()]))
+
+
 def rounded(params: dict) -> dict:
     """A configuration to two significant digits (the scripts' defaults)."""
     return {k: type(v)(float(f"{v:.2g}")) for k, v in params.items()}
@@ -531,14 +533,11 @@ def single_setting(method: str, workers: int, runs_dir: str, backend: str = "loc
             found.setdefault(label, {})[task] = [score(curve, task, references) for curve in curves]
         return found
 
-    def mean(by_task: dict) -> float:
-        return float(np.mean([np.mean(values) for values in by_task.values()]))
-
     candidate_scores = scored({f"t{i:02d}": configs[i] for i in candidates})
-    best = max(candidates, key=lambda i: mean(candidate_scores[f"t{i:02d}"]))
+    best = max(candidates, key=lambda i: task_mean(candidate_scores[f"t{i:02d}"]))
     two_digits = rounded(configs[best])
     rounded_scores = scored({"rounded": two_digits})["rounded"]
-    kept = "rounded" if mean(rounded_scores) >= mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
+    kept = "rounded" if task_mean(rounded_scores) >= task_mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
     setting = two_digits if kept == "rounded" else configs[best]
     outcome = {
         "method": method,
