@@ -308,6 +308,10 @@ DISTILL_ARMS = {
 DISTILL_DEFAULTS = {"learning_rate": 1e-3, "iters_per_batch": 10, "passes": 1}  # ctedd_distill.py's
 V3_CRITIC_WEIGHT = 20.0  # Benchmark v3's w of the relabelling (picked on evaluation seed 2)
 DISTILL_RUNGS = ((CONFIGS, (101,)), (CONFIGS // 4, (102, 103)))  # the best quarter on the other teachers
+# the first rung runs the configurations of at most v3's 10 updates per batch of the buffer (iterations per batch x
+# passes): on speaker-listener, where all 16 ran, the 6 above it took 13-34 min a run against 2-7, and none scored
+# above the others (0.973-0.978 against 0.976-0.978); on reference a relabelled batch costs 2.7x as much
+DISTILL_MAX_UPDATES = 10
 
 
 def distill_configurations(task: str, count: int = CONFIGS) -> list[dict]:
@@ -375,12 +379,13 @@ def distill_scores(task: str, students: dict, references: dict) -> tuple[dict, f
 
 
 def tune_distillation(task: str, workers: int, runs_dir: str, backend: str = "local", poll: float = 2.0) -> dict:
-    """Tune CTEDD-3's distillation on `task`: every configuration distils the chosen CTEDD-G configuration's run on
-    the first tuning seed, the best quarter also those on the others; the score is the students' final
-    evaluation return (normalised), averaged over the teachers. A teacher without its buffer is run again (the
-    same seed gives the same run)."""
+    """Tune CTEDD-3's distillation on `task`: every configuration within DISTILL_MAX_UPDATES distils the chosen
+    CTEDD-G configuration's run on the first tuning seed, the best four also those on the others; the score is the
+    students' final evaluation return (normalised), averaged over the teachers. A teacher without its buffer is run
+    again (the same seed gives the same run)."""
     references, configs = report.load_references(), distill_configurations(task)
-    survivors, rungs, scores = list(range(len(configs))), [], {}
+    survivors = [i for i, c in enumerate(configs) if c["iters_per_batch"] * c["passes"] <= DISTILL_MAX_UPDATES]
+    rungs, scores = [], {}
     for keep, seeds in DISTILL_RUNGS:
         survivors = survivors[:keep]
         jobs, students = distill_jobs(task, {f"t{i:02d}": configs[i] for i in survivors}, seeds)
@@ -397,6 +402,7 @@ def tune_distillation(task: str, workers: int, runs_dir: str, backend: str = "lo
         "method": "ctedd_distill",
         "protocol": {
             "configurations": len(configs),
+            "max_updates_per_batch": DISTILL_MAX_UPDATES,
             "rungs": DISTILL_RUNGS,
             "teacher": read_outcome(task, "ctedd_global")["chosen"],
         },
