@@ -666,7 +666,10 @@ def tuning_report(task: str, figure: str | None) -> str:
             distill = outcome["method"] == "ctedd_distill"
             ax.set_title("CTEDD-3's distillation: final return" if distill else outcome["method"], fontsize=10)
             if distill:
-                ax.set_xlabel("configuration (0: Benchmark v3's)")
+                capped = ", ".join(
+                    str(i) for i in range(len(outcome["configurations"])) if str(i) not in outcome["rungs"][0]["scores"]
+                )
+                ax.set_xlabel(f"configuration (0: Benchmark v3's; not run, above the cap: {capped})", fontsize=8)
             elif "budget" in outcome["protocol"]:
                 guard = "; 16: v3's" if len(outcome["configurations"]) > CONFIGS else ""
                 ax.set_xlabel(f"configuration (0: the defaults; 1: #34's setting{guard})")
