@@ -307,7 +307,7 @@ DISTILL_ARMS = {
 }
 DISTILL_DEFAULTS = {"learning_rate": 1e-3, "iters_per_batch": 10, "passes": 1}  # ctedd_distill.py's
 V3_CRITIC_WEIGHT = 20.0  # Benchmark v3's w of the relabelling (picked on evaluation seed 2)
-DISTILL_RUNGS = ((CONFIGS, (101,)), (CONFIGS // 4, (102, 103)))  # the best quarter on the other teachers
+DISTILL_RUNGS = ((CONFIGS, (101,)), (CONFIGS // 4, (102, 103)))  # the best four on the other teachers
 # the first rung runs the configurations of at most v3's 10 updates per batch of the buffer (iterations per batch x
 # passes): on speaker-listener, where all 16 ran, the 6 above it took 13-34 min a run against 2-7, and none scored
 # above the others (0.973-0.978 against 0.976-0.978); on reference a relabelled batch costs 2.7x as much
