@@ -427,15 +427,17 @@ def single_distillation(workers: int, runs_dir: str, backend: str = "local", pol
     and passes to become ctedd_distill.py's defaults (w stays off there: the relabelling's own flag). As
     `single_setting`: each task's chosen configuration and those that reached the last rung on every channel task,
     each with each task's variant (DISTILL_FIXED) on the teachers of every tuning seed (what the tuning did not
-    run is run now), the best mean score; then rounded to two significant digits, kept if it scores the same."""
+    run is run now), the best mean score (of those that score the same, the cheapest: `cheapest_of_the_best`);
+    then rounded to two significant digits, kept if it scores the same."""
     outcomes = {task: read_outcome(task, "ctedd_distill") for task in CHANNEL_TASKS}
     last = [set(map(int, outcome["rungs"][-1]["scores"])) for outcome in outcomes.values()]
     chosen = {outcome["chosen"] for outcome in outcomes.values()}
     candidates, references = sorted(chosen | set.intersection(*last)), report.load_references()
     seeds = sorted({seed for _, rung_seeds in DISTILL_RUNGS for seed in rung_seeds})  # every tuning seed's teacher
 
-    def scored(settings: dict) -> dict:
-        """{label: {task: params}} distilled on every channel task: {label: {task: [score per teacher]}}."""
+    def scored(settings: dict) -> tuple[dict, dict]:
+        """{label: {task: params}} distilled on every channel task: {label: {task: [score per teacher]}}, and
+        {label: mean minutes of its students}."""
         jobs, students = [], {}
         for task in CHANNEL_TASKS:
             named = {label: by_task[task] for label, by_task in settings.items()}
@@ -443,23 +445,27 @@ def single_distillation(workers: int, runs_dir: str, backend: str = "local", pol
             jobs += task_jobs
         run_jobs(jobs, workers, runs_dir, backend, poll, keep_buffers=True)
         teachers.update(job.finished_run(runs_dir) for job in jobs if job.after is None)
-        found = {}
+        found, results = {}, {}
         for task in CHANNEL_TASKS:
             for label, values in distill_scores(task, students[task], references)[0].items():
                 found.setdefault(label, {})[task] = values
-        return found
+            for (label, _), job in students[task].items():
+                results.setdefault(label, []).append(read_result(job.result_path(str(TUNING))))
+        return found, {label: run_minutes(kept) for label, kept in results.items()}
 
     configs, teachers = {task: distill_configurations(task) for task in CHANNEL_TASKS}, set()
-    candidate_scores = scored({f"t{i:02d}": {task: configs[task][i] for task in CHANNEL_TASKS} for i in candidates})
-    best = max(candidates, key=lambda i: task_mean(candidate_scores[f"t{i:02d}"]))
+    named = {f"t{i:02d}": {task: configs[task][i] for task in CHANNEL_TASKS} for i in candidates}
+    candidate_scores, minutes = scored(named)
+    best = int(cheapest_of_the_best(candidate_scores, minutes)[1:])
     two_digits = {task: rounded(configs[task][best]) for task in CHANNEL_TASKS}
-    rounded_scores = scored({"rounded": two_digits})["rounded"]
+    rounded_scores = scored({"rounded": two_digits})[0]["rounded"]
     kept = "rounded" if task_mean(rounded_scores) >= task_mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
     setting = two_digits[CHANNEL_TASKS[0]] if kept == "rounded" else configs[CHANNEL_TASKS[0]][best]
     defaults = {key: setting[key] for key in DISTILL_DEFAULT_KEYS}
     outcome = {
         "method": "ctedd_distill",
         "candidates": candidate_scores,
+        "minutes": minutes,
         "best": best,
         "rounded": rounded_scores,
         "kept": kept,
@@ -508,6 +514,23 @@ def task_mean(by_task: dict) -> float:
     return float(np.mean([np.mean(values) for values in by_task.values()]))
 
 
+def cheapest_of_the_best(scores: dict, minutes: dict, tolerance: float = 0.01) -> str:
+    """Among the labelled candidates {label: {task: [score per seed]}} whose mean over the tasks scores the same
+    as the best (at most `tolerance` lower), the one whose runs took the fewest minutes {label: mean minutes}:
+    the defaults are what `python ctedd_global.py` runs, and a setting that costs four times as much for the
+    same score is not the better default."""
+    best = max(task_mean(by_task) for by_task in scores.values())
+    level = [label for label, by_task in scores.items() if task_mean(by_task) >= best - tolerance]
+    return min(level, key=lambda label: (minutes[label], -task_mean(scores[label])))
+
+
+def run_minutes(results: list[dict]) -> float:
+    """The mean wall-clock minutes of finished runs, those resumed from a checkpoint left out (they count only
+    the minutes since the resumption)."""
+    whole = [result["minutes"] for result in results if not result["args"].get("resume")]
+    return float(np.mean(whole)) if whole else math.inf
+
+
 def rounded(params: dict) -> dict:
     """A configuration to two significant digits (the scripts' defaults)."""
     return {k: type(v)(float(f"{v:.2g}")) for k, v in params.items()}
@@ -517,37 +540,41 @@ def single_setting(method: str, workers: int, runs_dir: str, backend: str = "loc
     """The one configuration of `method` best across the channel tasks, to become its script's defaults: among each
     task's chosen configuration and those that reached the last rung on every channel task, each run the whole
     budget on the tuning seeds on every channel task (what the tuning did not run is run now), the best mean
-    score. Rounded to two significant digits it runs again: the rounded setting is kept where it scores the same
-    (its mean over the tasks at most 0.01 below), else the unrounded one."""
+    score (of those that score the same, the cheapest: `cheapest_of_the_best`). Rounded to two significant
+    digits it runs again: the rounded setting is kept where it scores the same (its mean over the tasks at most
+    0.01 below), else the unrounded one."""
     outcomes = {task: read_outcome(task, method) for task in CHANNEL_TASKS}
     configs, seeds, references = configurations(method), RUNGS[-1][2], report.load_references()
     last = [set(map(int, outcome["rungs"][-1]["scores"])) for outcome in outcomes.values()]
     chosen = {outcome["chosen"] for outcome in outcomes.values()}
     candidates = sorted((chosen | set.intersection(*last)) - {CONFIGS})  # not a task's own Benchmark v3 setting
 
-    def scored(named: dict) -> dict:
-        """Each setting {label: params} run on every channel task: {label: {task: [score per seed]}}."""
+    def scored(named: dict) -> tuple[dict, dict]:
+        """Each setting {label: params} run on every channel task: {label: {task: [score per seed]}}, and
+        {label: mean minutes of its runs}."""
         jobs = {}
         for label, params in named.items():
             for task in CHANNEL_TASKS:
                 name = f"{method}_{label}_{budget_of(task) // 1000}k"
                 jobs[label, task] = trial_jobs(task, method, name, params, budget_of(task), seeds)
         run_jobs([job for task_jobs in jobs.values() for job in task_jobs], workers, runs_dir, backend, poll)
-        found = {}
+        found, results = {}, {}
         for (label, task), task_jobs in jobs.items():
-            curves = [read_result(job.result_path(str(TUNING)))["curve"] for job in task_jobs]
-            found.setdefault(label, {})[task] = [score(curve, task, references) for curve in curves]
-        return found
+            kept = [read_result(job.result_path(str(TUNING))) for job in task_jobs]
+            found.setdefault(label, {})[task] = [score(result["curve"], task, references) for result in kept]
+            results.setdefault(label, []).extend(kept)
+        return found, {label: run_minutes(kept) for label, kept in results.items()}
 
-    candidate_scores = scored({f"t{i:02d}": configs[i] for i in candidates})
-    best = max(candidates, key=lambda i: task_mean(candidate_scores[f"t{i:02d}"]))
+    candidate_scores, minutes = scored({f"t{i:02d}": configs[i] for i in candidates})
+    best = int(cheapest_of_the_best(candidate_scores, minutes)[1:])
     two_digits = rounded(configs[best])
-    rounded_scores = scored({"rounded": two_digits})["rounded"]
+    rounded_scores = scored({"rounded": two_digits})[0]["rounded"]
     kept = "rounded" if task_mean(rounded_scores) >= task_mean(candidate_scores[f"t{best:02d}"]) - 0.01 else "unrounded"
     setting = two_digits if kept == "rounded" else configs[best]
     outcome = {
         "method": method,
         "candidates": candidate_scores,
+        "minutes": minutes,
         "best": best,
         "rounded": rounded_scores,
         "kept": kept,

@@ -760,6 +760,21 @@ def test_the_single_setting_runs_every_candidate_on_every_channel_task_then_its_
     assert len((tmp_path / "events.txt").read_text().splitlines()) == len(started)
 
 
+def test_of_the_settings_that_score_the_same_the_single_setting_is_the_cheapest():
+    from benchmark import tune
+
+    tasks = ("a", "b")
+    scores = {"t01": dict.fromkeys(tasks, [0.90, 0.90]), "t10": dict.fromkeys(tasks, [0.905, 0.905])}
+    scores["t06"] = dict.fromkeys(tasks, [0.80, 0.80])
+    minutes = {"t01": 1.7, "t10": 8.0, "t06": 1.0}
+    assert tune.cheapest_of_the_best(scores, minutes) == "t01"  # 0.005 below the best, 4.7 times as fast
+    assert tune.cheapest_of_the_best(scores, {**minutes, "t01": 9.0}) == "t10"
+    scores["t01"] = {"a": [0.89, 0.89], "b": [0.89, 0.89]}  # 0.015 below: it no longer scores the same
+    assert tune.cheapest_of_the_best(scores, minutes) == "t10"
+    kept = [{"minutes": 8.0, "args": {}}, {"minutes": 2.0, "args": {"resume": "runs/x"}}, {"minutes": 6.0, "args": {}}]
+    assert tune.run_minutes(kept) == 7.0  # a resumed run counts only the minutes since its resumption
+
+
 DISTILL_SCRIPTS = """
 import json, math, os, sys, time
 import numpy as np
