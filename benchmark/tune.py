@@ -484,7 +484,7 @@ def write_tuned(path: str) -> dict:
     """benchmark/tuned.json, which the grid reads (`run.py --tuned`): per task, each tuned method's chosen flags,
     and for each arm that shares a tuned setting (`SHARED`) that setting, with where it came from in "shared"."""
     settings, shared = {}, {}
-    for outcome_path in sorted(p for p in TUNING.glob("*/*.json") if "__" not in p.stem):  # not the trials
+    for outcome_path in sorted(p for task in PLAN for p in (TUNING / task).glob("*.json") if "__" not in p.stem):
         outcome = read_json(str(outcome_path), OUTCOME, ("task", "method"))
         if "chosen_flags" in outcome:
             settings.setdefault(outcome["task"], {})[outcome["method"]] = outcome["chosen_flags"]
@@ -671,7 +671,7 @@ def tuning_report(task: str, figure: str | None) -> str:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(
-            1, len(outcomes), figsize=(max(4.5 * len(outcomes), 6.5), 3.8), sharey=True, squeeze=False
+            1, len(outcomes), figsize=(max(4.5 * len(outcomes), 6.5), 4.2), sharey=True, squeeze=False
         )
         top = max(1.05, *(v + 0.05 for o in outcomes for r in o["rungs"] for s in r["scores"].values() for v in s))
         for ax, outcome in zip(axes[0], outcomes):
@@ -703,7 +703,7 @@ def tuning_report(task: str, figure: str | None) -> str:
             else:  # protocol v1
                 ax.set_xlabel("configuration (0: the defaults before the tuning; 11: the defaults since)")
             ax.set_xticks(range(len(outcome["configurations"])))
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
         axes[0][0].set_ylabel("score: normalised return\n(stage 1: mean of the last 30% of the curve)")
         title = f"Tuning on {task}\neach dot one tuning seed, a dash their mean (a triangle: below {FLOOR})"
         fig.suptitle(title, fontsize=10)
@@ -797,7 +797,7 @@ def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str,
         ax.set_xlabel("env steps (thousands)")
         floor = references[task].get("no message", references[task]["random"]) - 15  # the range where methods differ
         ax.set_ylim(floor, references[task]["full information"] + 3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     axes[0][0].set_ylabel("evaluation return (thin: each seed)")
     fig.suptitle(f"{task}: {names[1]} against {names[0]}, evaluation seeds 1-5", fontsize=10)
     fig.tight_layout()

@@ -915,6 +915,8 @@ def test_benchmark_v4_runs_every_arm_at_its_tuned_setting(tmp_path, monkeypatch)
             chosen = ["--hidden-dim", "101", *tune.DISTILL_FIXED[task], "--learning-rate", "0.002"]
             outcome = {"task": task, "method": "ctedd_distill", "chosen_flags": chosen}
             (tmp_path / task / "ctedd_distill.json").write_text(json.dumps(outcome))
+    (tmp_path / "single").mkdir()  # the scripts' single settings (--single) are not a task's choice
+    (tmp_path / "single" / "ctedd_global.json").write_text(json.dumps({"method": "ctedd_global", "flags": []}))
     tune.write_tuned(str(tmp_path / "tuned.json"))
     env = {**os.environ, "WORKERS": "0", "TUNED": str(tmp_path / "tuned.json")}
     result = subprocess.run(["bash", str(ROOT / "benchmark" / "run_v4.sh")], env=env, capture_output=True, text=True)
