@@ -86,7 +86,8 @@ class TrainArgs(RunArgs):
     checkpoint_frequency: int = 0
     """write a resumable checkpoint (networks, optimizers, replay buffer) every N env steps (0: never)"""
     resume: str | None = None
-    """a run directory `runs/{run_name}` to continue from its last checkpoint"""
+    """a run directory `runs/{run_name}` to continue from its last checkpoint (a larger --total-timesteps extends it,
+    and stretches the learning-rate schedule of --lr-final-fraction over the new budget)"""
 
 
 def check_training(args) -> None:

@@ -615,22 +615,31 @@ def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defau
     ]
 
 
-def test_the_tuners_first_configuration_is_each_scripts_defaults():
+def test_the_tuners_first_configuration_is_maddpgs_defaults_before_its_single_setting():
     from benchmark import tune
 
-    for method in ("ctedd_global", "maddpg_k0"):
-        script, fixed = tune.METHODS[method]
-        path = str(ROOT / script)
-        defaults = vars(grid.script_args(path, "now")())
-        configured = vars(
-            tyro.cli(grid.script_args(path, "now"), args=[*fixed, *tune.flags(tune.configurations(method)[0])])
-        )
-        changed = {k: (defaults[k], v) for k, v in configured.items() if v != defaults[k]}
-        assert changed.pop("critic_hidden_dim") == (None, defaults["hidden_dim"])  # None: the policies' width
-        if method == "ctedd_global":  # sigma 0.101 to four digits: the default entropy to 4e-6 nats
-            before, after = changed.pop("target_entropy")
-            assert after == pytest.approx(before, abs=1e-5)
-        assert changed == {}
+    script, fixed = tune.METHODS["maddpg_k0"]
+    path = str(ROOT / script)
+    defaults = vars(grid.script_args(path, "now")())
+    configured = vars(
+        tyro.cli(grid.script_args(path, "now"), args=[*fixed, *tune.flags(tune.configurations("maddpg_k0")[0])])
+    )
+    changed = {k: (defaults[k], v) for k, v in configured.items() if v != defaults[k]}
+    assert changed.pop("critic_hidden_dim") == (None, defaults["hidden_dim"])  # None: the policies' width
+    assert changed == {}
+
+
+def test_ctedd_globals_defaults_are_its_single_tuned_setting():
+    from benchmark import tune
+
+    single = json.loads((tune.TUNING / "single" / "ctedd_global.json").read_text())
+    assert single["method"] == "ctedd_global" and single["kept"] in ("rounded", "unrounded")
+    args = grid.script_args(str(ROOT / "ctedd_global.py"), "now")
+    defaults, configured = vars(args()), vars(tyro.cli(args, args=single["flags"]))
+    changed = {k: (defaults[k], v) for k, v in configured.items() if v != defaults[k]}
+    before, after = changed.pop("target_entropy")  # sigma 0.083: -1.06998 nats, the default -1.07
+    assert after == pytest.approx(before, abs=1e-4)
+    assert changed == {}
 
 
 def test_benchmark_v3s_own_setting_guards_the_last_rung_where_it_was_not_the_defaults():

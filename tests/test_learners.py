@@ -48,7 +48,7 @@ def saved(directory, name):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_the_critics_have_their_own_width(script, in_tmp):
-    run(script, hidden_dim=16, critic_hidden_dim=24, checkpoint_frequency=600)
+    run(script, hidden_dim=16, critic_hidden_dim=24, twin_critics=False, checkpoint_frequency=600)
     checkpoint = saved(in_tmp, "checkpoint.pt")
     for name in ("critics", "target_critics"):
         widths = {key: value.shape[-2] for key, value in checkpoint[name].items() if key.endswith("0.weight")}
@@ -58,7 +58,7 @@ def test_the_critics_have_their_own_width(script, in_tmp):
         )
     first = "action_net.0.weight" if script == "maddpg.py" else "trunk.0.weight"
     assert checkpoint["policy"][first].shape[-2] == 16
-    run(script, hidden_dim=16, exp_name="default")  # --critic-hidden-dim None: the critics at --hidden-dim
+    run(script, hidden_dim=16, critic_hidden_dim=None, exp_name="default")  # None: the critics at --hidden-dim
     (model,) = in_tmp.glob("runs/*__default__*/default.cleanrl_model")
     model = load_checkpoint(model)
     assert model["critics"]["net.0.weight"].shape[-2] == 16
@@ -119,7 +119,7 @@ def test_without_twins_the_target_is_the_one_target_critics(script, in_tmp, monk
     events = []
     spy(monkeypatch, critic_class, "forward", events)
     spy(monkeypatch, module, "td_target", events)
-    run(script, save_model=False)
+    run(script, twin_critics=False, save_model=False)
     for i in [i for i, event in enumerate(events) if event.name == "td_target"]:
         assert events[i - 1].args[0].twin is None and events[i].args[2] is events[i - 1].out
 
