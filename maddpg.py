@@ -40,41 +40,41 @@ class Args(runs.TrainArgs):  # seed, cuda, threads, tracking, video, task varian
     or simple_reference"""
     total_timesteps: int = 1_000_000
     """total env steps of the experiment, summed over the environments (rounded up to a multiple of num_envs)"""
-    learning_rate: float = 6.278e-4
+    learning_rate: float = 0.0064
     """the actors' learning rate"""
-    critic_learning_rate: float = 7.61e-3
+    critic_learning_rate: float = 0.0025
     """the critics' learning rate"""
     buffer_size: int = 1_000_000
     """the replay memory buffer size"""
     gamma: float = 0.95
     """the discount factor gamma"""
-    tau: float = 6.085e-3
+    tau: float = 0.0055
     """target smoothing coefficient"""
-    batch_size: int = 711
+    batch_size: int = 1600
     """the batch size of samples from the replay memory"""
     learning_starts: int = 25_600
     """env step at which learning starts"""
-    train_frequency: int = 84
+    train_frequency: int = 59
     """one learning iteration each `train_frequency` env steps"""
     max_grad_norm: float = 0.5
     """the maximum gradient norm, over all the parameters of an optimizer"""
-    actor_reg: float = 1.059e-4
+    actor_reg: float = 0.0054
     """weight of the squared pre-tanh action penalty (as in the original MADDPG code)"""
-    hidden_dim: int = 64
+    hidden_dim: int = 70
     """width of the two hidden layers of every network (the critics' too, unless --critic-hidden-dim)"""
 
     # Not in the paper: TD3's fixes (Fujimoto et al. 2018; MATD3), the critics' width, a learning-rate schedule
-    critic_hidden_dim: int | None = None
+    critic_hidden_dim: int | None = 160
     """width of the critics' two hidden layers; None: --hidden-dim"""
-    twin_critics: bool = False
+    twin_critics: bool = True
     """TD3: twin critics per agent; the TD target takes the smaller target value, both regress to it"""
-    target_noise: float = 0.0
+    target_noise: float = 0.24
     """TD3's target policy smoothing: the std of Gaussian noise on the target forces, clipped (0: none)"""
-    policy_delay: int = 1
+    policy_delay: int = 2
     """TD3: the actors and the target networks move every D-th learning iteration, the critics every one"""
-    lr_final_fraction: float = 1.0
+    lr_final_fraction: float = 0.9
     """every learning rate decays linearly over the run to this fraction of its value (1: constant)"""
-    exploration_noise: float = 0.3548
+    exploration_noise: float = 0.29
     """the std of the Gaussian exploration noise added to the forces"""
     message_bits: int = 0
     """k, the bits each agent broadcasts per step (0: plain MADDPG; the paper uses 1 and 3)"""

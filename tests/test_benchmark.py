@@ -615,30 +615,21 @@ def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defau
     ]
 
 
-def test_the_tuners_first_configuration_is_maddpgs_defaults_before_its_single_setting():
+SCRIPTS_OF_SINGLES = [("ctedd_global", "ctedd_global.py"), ("maddpg_k3_differentiable", "maddpg.py")]
+
+
+@pytest.mark.parametrize("method, script", SCRIPTS_OF_SINGLES)
+def test_each_training_scripts_defaults_are_its_single_tuned_setting(method, script):
     from benchmark import tune
 
-    script, fixed = tune.METHODS["maddpg_k0"]
-    path = str(ROOT / script)
-    defaults = vars(grid.script_args(path, "now")())
-    configured = vars(
-        tyro.cli(grid.script_args(path, "now"), args=[*fixed, *tune.flags(tune.configurations("maddpg_k0")[0])])
-    )
-    changed = {k: (defaults[k], v) for k, v in configured.items() if v != defaults[k]}
-    assert changed.pop("critic_hidden_dim") == (None, defaults["hidden_dim"])  # None: the policies' width
-    assert changed == {}
-
-
-def test_ctedd_globals_defaults_are_its_single_tuned_setting():
-    from benchmark import tune
-
-    single = json.loads((tune.TUNING / "single" / "ctedd_global.json").read_text())
-    assert single["method"] == "ctedd_global" and single["kept"] in ("rounded", "unrounded")
-    args = grid.script_args(str(ROOT / "ctedd_global.py"), "now")
+    single = json.loads((tune.TUNING / "single" / f"{method}.json").read_text())
+    assert single["method"] == method and single["kept"] in ("rounded", "unrounded")
+    args = grid.script_args(str(ROOT / script), "now")
     defaults, configured = vars(args()), vars(tyro.cli(args, args=single["flags"]))
     changed = {k: (defaults[k], v) for k, v in configured.items() if v != defaults[k]}
-    before, after = changed.pop("target_entropy")  # sigma 0.083: -1.06998 nats, the default -1.07
-    assert after == pytest.approx(before, abs=1e-4)
+    if method == "ctedd_global":
+        before, after = changed.pop("target_entropy")  # sigma 0.083: -1.06998 nats, the default -1.07
+        assert after == pytest.approx(before, abs=1e-4)
     assert changed == {}
 
 
