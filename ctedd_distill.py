@@ -41,15 +41,15 @@ class Args(runs.RunArgs):  # seed, cuda, threads, tracking, video, evaluation: i
     """k, the bits each agent broadcasts per step (the paper uses 1 and 3)"""
     message_type: Literal["binary", "continuous"] = "binary"
     """binary: k bits in {-1, +1} (straight-through gradients); continuous: k reals in (-1, 1)"""
-    hidden_dim: int = 64
+    hidden_dim: int = 70
     """width of the two hidden layers of every network (as in maddpg.py)"""
-    learning_rate: float = 1e-3
+    learning_rate: float = 0.002107
     """the learning rate of the local policies"""
     batch_size: int = 1024
     """transitions per chronological batch"""
-    iters_per_batch: int = 10
+    iters_per_batch: int = 2
     """gradient steps of eq. (2) on each batch before taking the next one"""
-    passes: int = 1
+    passes: int = 3
     """how many times to go over the whole buffer"""
     relabel: Literal["stored", "counterfactual"] = "stored"
     """stored: eq. (2) on the stored states; counterfactual: on each stored state once per value of the goals

@@ -615,11 +615,15 @@ def test_tuning_draws_the_same_configurations_everywhere_starting_from_the_defau
     ]
 
 
-SCRIPTS_OF_SINGLES = [("ctedd_global", "ctedd_global.py"), ("maddpg_k3_differentiable", "maddpg.py")]
+SCRIPTS_OF_SINGLES = [
+    ("ctedd_global", "ctedd_global.py"),
+    ("maddpg_k3_differentiable", "maddpg.py"),
+    ("ctedd_distill", "ctedd_distill.py"),
+]
 
 
 @pytest.mark.parametrize("method, script", SCRIPTS_OF_SINGLES)
-def test_each_training_scripts_defaults_are_its_single_tuned_setting(method, script):
+def test_each_scripts_defaults_are_its_single_tuned_setting(method, script):
     from benchmark import tune
 
     single = json.loads((tune.TUNING / "single" / f"{method}.json").read_text())
@@ -631,6 +635,13 @@ def test_each_training_scripts_defaults_are_its_single_tuned_setting(method, scr
         before, after = changed.pop("target_entropy")  # sigma 0.083: -1.06998 nats, the default -1.07
         assert after == pytest.approx(before, abs=1e-4)
     assert changed == {}
+
+
+def test_the_distilled_students_default_width_is_maddpgs():
+    def default_width(script):
+        return grid.script_args(str(ROOT / script), "now")().hidden_dim
+
+    assert default_width("ctedd_distill.py") == default_width("maddpg.py")  # the same local policy
 
 
 def test_benchmark_v3s_own_setting_guards_the_last_rung_where_it_was_not_the_defaults():
