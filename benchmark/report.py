@@ -817,8 +817,10 @@ if __name__ == "__main__":
     print("\n## Run time\n\n" + run_time_table(found_results))
     if cli.figures:
         plot_curves(found_results, refs, f"{cli.figures}/{cli.prefix}_curves.png")
-        plot_aggregate(pooled, aggregates, f"{cli.figures}/{cli.prefix}_aggregate.png")
-        plot_improvement(pooled, improvements, f"{cli.figures}/{cli.prefix}_improvement.png", claims)
+        if aggregates:  # a grid in progress may have no group with 5 seeds yet
+            plot_aggregate(pooled, aggregates, f"{cli.figures}/{cli.prefix}_aggregate.png")
+        if improvements:
+            plot_improvement(pooled, improvements, f"{cli.figures}/{cli.prefix}_improvement.png", claims)
         plot_efficiency(found_results, refs, f"{cli.figures}/{cli.prefix}_efficiency.png", cli.reps)
         print(
             f"\n## Figures\n\nLearning curves, mean over seeds with a 95% bootstrap band; distilled policies as points"

@@ -1067,6 +1067,18 @@ def test_the_report_names_the_verdicts_that_moved_since_a_previous_benchmark(tmp
     assert f"## Verdicts that moved since {before}" in result.stdout
 
 
+def test_a_grid_in_progress_gets_its_report_and_the_figures_it_has_seeds_for(tmp_path):
+    results = synthetic_results(tmp_path, np.random.default_rng(0))
+    for kept in {*results.glob("*/*__[45].json"), *results.glob("simple_spread-an1/*")}:  # 3 seeds, 2 tasks so far
+        kept.unlink()
+    figures = tmp_path / "figures"
+    args = ("--results-dir", str(results), "--figures", str(figures), "--prefix", "v", "--reps", "50")
+    result = run_module("benchmark.report", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "too few seeds (3)" in result.stdout
+    assert sorted(p.name for p in figures.iterdir()) == ["v_curves.png", "v_efficiency.png", "v_improvement.png"]
+
+
 def test_the_run_time_table_sums_the_kept_runs_minutes(tmp_path):
     results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
     results = report.load_results(results_dir)
