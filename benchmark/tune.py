@@ -719,11 +719,17 @@ PAPER_REACH = {"MADDPG (Lowe et al. 2017, Table 1)": 0.84, "DDPG (same table)": 
 
 
 def compare(
-    task: str, figure: str | None = None, results: Path = TUNED_RESULTS, baseline: Path | None = None, reps: int = 2000
+    task: str,
+    figure: str | None = None,
+    results: Path = TUNED_RESULTS,
+    baseline: Path | None = None,
+    reps: int = 2000,
+    every_arm: bool = False,
 ) -> str:
     """Each method's runs in `results` (default: at the tuned settings) against those in `baseline` (default: Benchmark
     v2, benchmark/results/v2), seeds 1-5: final return, normalised IQM, P(results > baseline), the largest fall from the
-    best point of the curve, and the goal measures; with `figure`, both learning curves, one panel per method."""
+    best point of the curve, and the goal measures; with `figure`, both learning curves, one panel per method. The
+    methods: CTEDD-G, CTEDD-3 and MADDPG-3 with each channel, or with `every_arm` every predefined arm `results` has."""
     references = report.load_references()
     baseline = baseline or V2_RESULTS
     new, old_name = Path(results).name, Path(baseline).name
@@ -733,9 +739,8 @@ def compare(
     columns += " | reached | distance"
     lines += [f"| method | {columns} |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
-    for method in COMPARED:
-        if method not in tuned:
-            continue
+    methods = [m for m in report.METHODS if m in tuned] if every_arm else [m for m in COMPARED if m in tuned]
+    for method in methods:
         seeds = sorted(tuned[method])
         finals = np.array([tuned[method][s]["final"]["sum"] for s in seeds])
         scores = report.normalise(finals, task, references)[:, None]
@@ -764,17 +769,19 @@ def compare(
     for name, share in PAPER_REACH.items():
         lines += [f"| {name}, their MPE | | | | | | {share:.1%} | |"]
     if figure:
-        curves_figure(task, v2, tuned, references, figure, (old_name, new))
+        curves_figure(task, v2, tuned, references, figure, (old_name, new), methods)
     return "\n".join(lines)
 
 
-def curves_figure(task: str, v2: dict, tuned: dict, references: dict, path: str, names=("v2", "tuned")) -> None:
+def curves_figure(
+    task: str, v2: dict, tuned: dict, references: dict, path: str, names=("v2", "tuned"), methods=COMPARED
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trained = [m for m in COMPARED if m in tuned and not m.startswith("ctedd_distill")]
+    trained = [m for m in methods if m in tuned and not m.startswith("ctedd_distill")]
     fig, axes = plt.subplots(1, len(trained), figsize=(5 * len(trained), 3.8), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], trained):
         for runs, colour, name in ((v2.get(method, {}), "tab:gray", names[0]), (tuned[method], "tab:blue", names[1])):
@@ -822,6 +829,7 @@ if __name__ == "__main__":
     parser.add_argument("--compare", nargs="?", const="", default=None, help="tuned against v2 (and draw the curves)")
     parser.add_argument("--results", default=str(TUNED_RESULTS), help="--compare: these runs (default: the tuned)")
     parser.add_argument("--baseline", default=None, help="--compare: against these (default: Benchmark v2)")
+    parser.add_argument("--every-arm", action="store_true", help="--compare: every arm, not only the four compared")
     cli = parser.parse_args()
     TUNING = Path(cli.trials)
     try:
@@ -855,7 +863,7 @@ if __name__ == "__main__":
             single_distillation(cli.workers, cli.runs_dir, cli.backend)  # and of the distillation
         if cli.compare is not None:
             baseline = Path(cli.baseline) if cli.baseline else None
-            print(compare(cli.task, cli.compare or None, Path(cli.results), baseline))
+            print(compare(cli.task, cli.compare or None, Path(cli.results), baseline, every_arm=cli.every_arm))
         if cli.report is not None:
             print(tuning_report(cli.task, cli.report or None))
     except UsageError as err:

@@ -1013,6 +1013,10 @@ def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
     references = report.load_references()["simple_speaker_listener"]
     fall = (-12.0 - -15.5) / (references["full information"] - references["random"])  # seed 5 falls furthest
     assert float(row[5]) == pytest.approx(fall, abs=1e-3) and row[6] == "60%" and (tmp_path / "c.png").is_file()
+    write(tmp_path / "new", "maddpg_k0", 1, -30.0, [[1_000_000, -30.0]])  # a learner outside the four compared
+    assert "| MADDPG-0 |" not in table
+    every = tune.compare("simple_speaker_listener", None, tmp_path / "new", tmp_path / "old", reps=200, every_arm=True)
+    assert "| MADDPG-0 | | -30.0 ± 0.0 (n=1) |" in every and "| MADDPG-3 (diff.) | -29.3" in every
 
 
 def test_the_goal_table_reports_reach_rate_and_distance_per_arm_over_seeds(tmp_path):
@@ -1075,7 +1079,8 @@ def test_a_grid_in_progress_gets_its_report_and_the_figures_it_has_seeds_for(tmp
     args = ("--results-dir", str(results), "--figures", str(figures), "--prefix", "v", "--reps", "50")
     result = run_module("benchmark.report", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "too few seeds (3)" in result.stdout
+    assert "too few seeds (3)" in result.stdout and "(v_efficiency.png)" in result.stdout
+    assert "(v_aggregate.png)" not in result.stdout  # only the figures drawn are linked
     assert sorted(p.name for p in figures.iterdir()) == ["v_curves.png", "v_efficiency.png", "v_improvement.png"]
 
 
