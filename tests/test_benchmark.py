@@ -1084,6 +1084,39 @@ def test_a_grid_in_progress_gets_its_report_and_the_figures_it_has_seeds_for(tmp
     assert sorted(p.name for p in figures.iterdir()) == ["v_curves.png", "v_efficiency.png", "v_improvement.png"]
 
 
+def test_issue_35s_targets_are_read_per_learner_against_the_previous_benchmark(tmp_path):
+    from benchmark.analysis import targets
+
+    (tmp_path / "now").mkdir(), (tmp_path / "before").mkdir()
+    now = synthetic_results(tmp_path / "now", np.random.default_rng(0))
+    before = synthetic_results(tmp_path / "before", np.random.default_rng(0))
+    task = "simple_speaker_listener"
+    for seed in range(1, 6):  # MADDPG-3's channels; the reinforced one peaks at -10 and falls to -20
+        write_result(now, task, "maddpg_k3_differentiable", seed, [[500_000, -14.0], [1_000_000, -14.0]], {})
+        write_result(now, task, "maddpg_k3_reinforced", seed, [[500_000, -10.0], [1_000_000, -20.0]], {})
+        kept = now / task / f"maddpg_k3_differentiable__{seed}.json"
+        result = json.loads(kept.read_text())
+        result["final"]["goal_reached"] = {"listener_0": 0.5 if seed <= 2 else 1.0}  # 80% over the seeds
+        kept.write_text(json.dumps(result))
+        write_result(before, task, "maddpg_k3_differentiable", seed, [[1_000_000, -13.0]], {})  # better before
+    for seed in range(1, 4):  # spread: three seeds so far
+        write_result(now, "simple_spread", "maddpg_k0", seed, [[1_000_000, -31.0]], {})
+    results, references = report.load_results(now), report.load_references(now)
+    rows = targets.targets(results, references, report.load_results(before), reps=100).splitlines()
+
+    def verdict(target, where, label):
+        return next(r for r in rows if r.startswith(f"| {target} | {where} | {label} |")).split(" | ")[-1][:-2]
+
+    assert verdict("fall from best", task, "MADDPG-3 (diff.)") == "met"
+    assert verdict("fall from best", task, "MADDPG-3 (reinf.)") == "missed"  # 0.1 normalised below its best
+    assert verdict("final return", task, "MADDPG-3 (diff.), the better channel") == "met"  # -14 >= -14.5
+    assert verdict("goal reached", task, "MADDPG-3 (diff.), the better channel") == "missed"  # 80% < 90%
+    assert verdict("final return", "simple_spread", "MADDPG-0") == "missed (interim, 3 seeds)"  # -31 < -30
+    assert verdict("not below before", task, "MADDPG-3 (diff.)") == "missed"  # -14 against -13
+    assert verdict("not below before", task, "CTEDD-G") == "met"  # the same runs
+    assert not any("| CTEDD-0 |" in r and "fall from best" in r for r in rows)  # distilled policies have no curve
+
+
 def test_the_run_time_table_sums_the_kept_runs_minutes(tmp_path):
     results_dir = synthetic_results(tmp_path, np.random.default_rng(0))
     results = report.load_results(results_dir)
