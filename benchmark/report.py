@@ -816,19 +816,17 @@ if __name__ == "__main__":
         )
     print("\n## Run time\n\n" + run_time_table(found_results))
     if cli.figures:
-        drawn = {"learning curves": "curves", "aggregate": "aggregate", "probability of improvement": "improvement"}
-        drawn["sample efficiency"] = "efficiency"
+        drawn = [("learning curves", "curves")]
         plot_curves(found_results, refs, f"{cli.figures}/{cli.prefix}_curves.png")
         if aggregates:  # a grid in progress may have no group whose every task has runs yet
             plot_aggregate(pooled, aggregates, f"{cli.figures}/{cli.prefix}_aggregate.png")
-        else:
-            del drawn["aggregate"]
+            drawn.append(("aggregate", "aggregate"))
         if improvements:
             plot_improvement(pooled, improvements, f"{cli.figures}/{cli.prefix}_improvement.png", claims)
-        else:
-            del drawn["probability of improvement"]
+            drawn.append(("probability of improvement", "improvement"))
         plot_efficiency(found_results, refs, f"{cli.figures}/{cli.prefix}_efficiency.png", cli.reps)
-        links = "".join(f"![{title}]({cli.prefix}_{name}.png)\n\n" for title, name in drawn.items())
+        drawn.append(("sample efficiency", "efficiency"))
+        links = "".join(f"![{title}]({cli.prefix}_{name}.png)\n\n" for title, name in drawn)
         print(
             f"\n## Figures\n\nLearning curves, mean over seeds with a 95% bootstrap band; distilled policies as points"
             " (mean ± std over seeds) past the end of the budget, each at its stage-1 budget plus the env steps of its"
