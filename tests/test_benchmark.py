@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import tyro
 from conftest import FAKE_SCRIPT, ROOT, assert_one_line_error, run_module
 
@@ -492,6 +493,38 @@ def test_mutual_information_of_goals_and_messages():
     assert messages.mutual_information(split) == pytest.approx(h)
     constant = [(g, (1,)) for g in range(3)] * 50
     assert messages.mutual_information(constant) == pytest.approx(0.0)
+
+
+def test_the_channel_signal_holds_the_receivers_fixed_then_lets_them_answer(in_tmp):
+    import maddpg
+    from benchmark.analysis import channel_signal
+
+    torch.manual_seed(0)
+    policy = maddpg.LocalPolicies(2, 5, 8, message_bits=2, message_type="binary")
+    obs, state = torch.randn(2, 6, 5), torch.randn(6, 10)
+    actions = torch.cat([torch.rand(2, 6, 2) * 2 - 1, torch.randn(2, 6, 2).sign()], dim=-1)
+
+    def forces_only(state, actions):  # a critic that, like an exact one, ignores the bits given the actions
+        return (actions[..., : maddpg.ACTION_DIM].sum((0, -1)) + state.sum(-1)).expand(2, -1)  # every agent's forces
+
+    fixed, responding = channel_signal.q_over_patterns(policy, forces_only, obs, state, actions, sender=0)
+    assert fixed.shape == responding.shape == (4, 6)
+    assert torch.equal(fixed, fixed[:1].expand_as(fixed))  # the bits alone move nothing
+    assert (responding.max(0).values - responding.min(0).values).min() > 0  # the listener's answer does
+
+    def bits_only(state, actions):  # a critic of the sender's bits: the pattern sent is the one it scores
+        return actions[..., maddpg.ACTION_DIM :].sum(-1).expand(2, -1)
+
+    fixed, _ = channel_signal.q_over_patterns(policy, bits_only, obs, state, actions, sender=1)
+    assert torch.equal(fixed[3], torch.full((6,), 2.0)) and torch.equal(fixed[0], torch.full((6,), -2.0))
+    # and on a saved run of maddpg.py's reinforced channel
+    args = dict(env_id="simple_speaker_listener", message_bits=1, channel="reinforced", save_model=True)
+    short = dict(total_timesteps=400, learning_starts=200, batch_size=32, eval_episodes=2, num_envs=4)
+    maddpg.main(maddpg.Args(**args, **short))
+    (model,) = glob.glob("runs/*/*.cleanrl_model")
+    row = channel_signal.signal(model, episodes=3)
+    assert row["patterns"] == 2 and 0.0 <= row["same_best_pattern"] <= 1.0
+    assert row["q_range_receivers_fixed"] >= 0.0 and row["q_range_receivers_responding"] > 0.0
 
 
 def test_the_message_analysis_reads_saved_policies(in_tmp):
