@@ -525,6 +525,8 @@ def test_the_channel_signal_holds_the_receivers_fixed_then_lets_them_answer(in_t
     row = channel_signal.signal(model, episodes=3)
     assert row["patterns"] == 2 and 0.0 <= row["same_best_pattern"] <= 1.0
     assert row["q_range_receivers_fixed"] >= 0.0 and row["q_range_receivers_responding"] > 0.0
+    missing = run_module("benchmark.analysis.channel_signal", "--results-dir", "nowhere", cwd=in_tmp)
+    assert_one_line_error(missing, "results directory nowhere does not exist")
 
 
 def test_the_message_analysis_reads_saved_policies(in_tmp):
