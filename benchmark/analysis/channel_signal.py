@@ -27,6 +27,7 @@ import torch
 from benchmark.analysis.messages import TASKS, senders_of_results
 from common.engine import make_envs
 from common.envs import EPISODE_LENGTH
+from common.runs import saved_args
 from common.utils import atomic_write, load_checkpoint
 from maddpg import ACTION_DIM, Args, Critics, LocalPolicies, perturbed_messages
 
@@ -63,7 +64,7 @@ def q_over_patterns(policy: LocalPolicies, critics: Critics, obs, state, actions
 def signal(path: str, episodes: int) -> dict:
     """The critic's view of one run's bits over `episodes` episodes of its policies with training exploration."""
     checkpoint = load_checkpoint(path)
-    args = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    args = saved_args(checkpoint, Args)
     envs = make_envs(vars(args), episodes)
     policy = LocalPolicies(envs.num_agents, envs.obs_width, args.hidden_dim, args.message_bits, args.message_type)
     policy.load_state_dict(checkpoint["policy"])
