@@ -137,18 +137,18 @@ def arms_of(cli: argparse.Namespace) -> list[Arm]:
         training + shlex.split(cli.maddpg_args),
         cuda + shlex.split(cli.distill_args),
     )
+    named = [parse_arm(spec) for spec in cli.arm]
     tuned_as = {}
     for pair in cli.tuned_as:
         name, equals, method = pair.partition("=")
-        if not equals or not method or name not in [parse_arm(spec).name for spec in cli.arm]:
+        if not equals or not method or name not in [arm.name for arm in named]:
             raise UsageError(f"--tuned-as {pair!r}: expected ARM=METHOD, ARM an --arm of this grid")
         tuned_as[name] = method
     if tuned_as and not cli.tuned:
         raise UsageError("--tuned-as takes a method's settings from the --tuned file: give one")
-    for spec in cli.arm:
-        arm = parse_arm(spec)
-        arm = replace(arm, tuned_as=tuned_as.get(arm.name, arm.tuned_as))
-        arms.append(replace(arm, args=(*(cuda if arm.stage1 else training), *arm.args)))
+    for arm in named:
+        args = (*(cuda if arm.stage1 else training), *arm.args)
+        arms.append(replace(arm, args=args, tuned_as=tuned_as.get(arm.name, arm.tuned_as)))
     return arms
 
 
