@@ -123,9 +123,9 @@ def run_grid(
     return failures
 
 
-def arms_of(cli: argparse.Namespace) -> list[Arm]:
+def arms_of(cli: argparse.Namespace, tuned: dict | None = None) -> list[Arm]:
     """The predefined arms --methods picks, then the --arm ones; training arms get the grid's checkpoints and
-    --cuda, distillations --cuda."""
+    --cuda, distillations --cuda; an --arm named by --tuned-as takes that method's settings of `tuned`."""
     checkpoints = cli.checkpoint_frequency if cli.checkpoint_frequency is not None else 100_000 * (cli.backend == "ray")
     cuda = ["--cuda"] * cli.cuda
     training = ["--checkpoint-frequency", str(checkpoints), *cuda]
@@ -143,22 +143,16 @@ def arms_of(cli: argparse.Namespace) -> list[Arm]:
         name, equals, method = pair.partition("=")
         if not equals or not method or name not in [arm.name for arm in named]:
             raise UsageError(f"--tuned-as {pair!r}: expected ARM=METHOD, ARM an --arm of this grid")
+        if tuned is None:
+            raise UsageError("--tuned-as takes a method's settings from the --tuned file: give one")
+        missing = [task for task in cli.tasks if method not in tuned.get(task, {})]
+        if missing:
+            raise UsageError(f"--tuned-as {pair!r}: the tuned file has no settings of {method} on {missing[0]}")
         tuned_as[name] = method
-    if tuned_as and not cli.tuned:
-        raise UsageError("--tuned-as takes a method's settings from the --tuned file: give one")
     for arm in named:
         args = (*(cuda if arm.stage1 else training), *arm.args)
         arms.append(replace(arm, args=args, tuned_as=tuned_as.get(arm.name, arm.tuned_as)))
     return arms
-
-
-def check_tuned_as(cli: argparse.Namespace, tuned: dict) -> None:
-    """Each method --tuned-as names has settings in the tuned file on every task of the grid."""
-    for pair in cli.tuned_as:
-        method = pair.partition("=")[2]
-        missing = [task for task in cli.tasks if method not in tuned.get(task, {})]
-        if missing:
-            raise UsageError(f"--tuned-as {pair!r}: the tuned file has no settings of {method} on {missing[0]}")
 
 
 if __name__ == "__main__":
@@ -227,10 +221,8 @@ if __name__ == "__main__":
         raise SystemExit("error: --budget must be positive and --workers not negative")
     try:
         workdir(cli.runs_dir)
-        arms = arms_of(cli)
         tuned = read_tuned(cli.tuned) if cli.tuned else None
-        check_tuned_as(cli, tuned or {})
-        grid = build_grid(cli.tasks, cli.seeds, arms, cli.budget, tuned)
+        grid = build_grid(cli.tasks, cli.seeds, arms_of(cli, tuned), cli.budget, tuned)
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
     if cli.workers == 0:
