@@ -16,6 +16,13 @@ TRAIN = TINY[TINY.index("--learning-starts") :]  # TINY without its budget: the 
 DISTILL = ["--batch-size", "64", "--iters-per-batch", "2", "--eval-episodes", "2", "--eval-frequency", "300"]
 
 
+@pytest.fixture(autouse=True)
+def workers_at_normal_priority(monkeypatch):
+    """Ray runs its workers at nice 15: beside other work on the machine (a grid, CI's neighbours) the tests' runs
+    would wait minutes for a core. The Ray each test starts reads this from the environment."""
+    monkeypatch.setenv("RAY_worker_niceness", "0")
+
+
 def tiny_grid(seeds=(1, 2)):
     """Two methods (CTEDD: stage 1 and CTEDD-1; MADDPG-1), a few hundred steps each."""
     return grid.build_grid(
