@@ -282,7 +282,7 @@ def build_grid(tasks, seeds, arms: list[Arm], budget: int, tuned: dict | None = 
     """A job per (seed, task, arm); a training arm runs `budget` env steps. `tuned` (benchmark/tuned.json): per
     task, the settings benchmark.tune chose for each method: an arm takes those under its own name, or else those
     of its `tuned_as` (in protocol v1's tuned.json the predefined MADDPG-0 and -1 take their channel's MADDPG-3
-    setting, MADDPG-0 the differentiable one's)."""
+    setting, MADDPG-0 the differentiable one's), less the flags the arm sets itself: its own win."""
     check_arms(arms)
     for task in tasks:
         parse_task(task)  # refuse an unknown task before anything runs
@@ -295,7 +295,7 @@ def build_grid(tasks, seeds, arms: list[Arm], budget: int, tuned: dict | None = 
             made = {}
             for arm in arms:
                 chosen = settings.get(task, {})
-                args = [*arm.args, *chosen.get(arm.name, chosen.get(arm.tuned_as, []))]
+                args = [*arm.args, *without_flags(chosen.get(arm.name, chosen.get(arm.tuned_as, [])), arm.args)]
                 if arm.stage1 is None:
                     args = ["--total-timesteps", str(budget), *args]
                 made[arm.name] = Job(arm.name, arm.script, task, seed, args, exp_name=arm.exp_name)
@@ -303,6 +303,23 @@ def build_grid(tasks, seeds, arms: list[Arm], budget: int, tuned: dict | None = 
                 made[arm.name].after = made.get(arm.stage1)
             jobs += made.values()
     return jobs
+
+
+def without_flags(flags: list[str], taken) -> list[str]:
+    """`flags` (each --flag with the values after it) less those `taken` sets too, a --no-flag counting as its
+    --flag: the flags an arm gives itself win over its tuned ones."""
+
+    def name(flag):
+        return flag.split("=")[0].removeprefix("--").removeprefix("no-")
+
+    taken = {name(flag) for flag in taken if flag.startswith("--")}
+    kept, dropping = [], False
+    for flag in flags:
+        if flag.startswith("--"):
+            dropping = name(flag) in taken
+        if not dropping:
+            kept.append(flag)
+    return kept
 
 
 def skip_finished(

@@ -14,7 +14,8 @@ flags as one shell-quoted string; the grid sets the task's flags, --exp-name NAM
 budget. An arm with @STAGE1 is a distillation: it runs after, and reads (--global-run), the finished
 run of arm STAGE1 (a training arm of the grid) on the same task and seed; ctedd_distill.py without
 @ reads ctedd_global. NAME names the results: benchmark/results/{task}/{NAME}__{seed}.json, where
-`python -m benchmark.report` finds them.
+`python -m benchmark.report` finds them. With --tuned benchmark/tuned.json each arm runs the setting tuned for it
+on each task; `--tuned-as NAME=METHOD` gives a fork the setting of the method it copies (its own ARGS win).
 
 Each run is single-threaded and logs under runs/; its console output goes to benchmark/logs/. Each
 finished run's result.json (learning curve, final evaluation per episode, time) is copied to
@@ -29,6 +30,7 @@ distillations that need it).
     python -m benchmark.run --workers 0    # print the commands only
     python -m benchmark.run --tasks simple_speaker_listener --methods --arm "no_reg=ctedd_global.py:--omega-reg 0"
     python -m benchmark.run --bits 1 --arm "cf1=ctedd_distill.py@ctedd_global:--message-bits 1 --relabel counterfactual"
+    python -m benchmark.run --methods --arm mine=my_ctedd.py --tuned benchmark/tuned.json --tuned-as mine=ctedd_global
 """
 
 from __future__ import annotations
@@ -135,10 +137,28 @@ def arms_of(cli: argparse.Namespace) -> list[Arm]:
         training + shlex.split(cli.maddpg_args),
         cuda + shlex.split(cli.distill_args),
     )
+    tuned_as = {}
+    for pair in cli.tuned_as:
+        name, equals, method = pair.partition("=")
+        if not equals or not method or name not in [parse_arm(spec).name for spec in cli.arm]:
+            raise UsageError(f"--tuned-as {pair!r}: expected ARM=METHOD, ARM an --arm of this grid")
+        tuned_as[name] = method
+    if tuned_as and not cli.tuned:
+        raise UsageError("--tuned-as takes a method's settings from the --tuned file: give one")
     for spec in cli.arm:
         arm = parse_arm(spec)
+        arm = replace(arm, tuned_as=tuned_as.get(arm.name, arm.tuned_as))
         arms.append(replace(arm, args=(*(cuda if arm.stage1 else training), *arm.args)))
     return arms
+
+
+def check_tuned_as(cli: argparse.Namespace, tuned: dict) -> None:
+    """Each method --tuned-as names has settings in the tuned file on every task of the grid."""
+    for pair in cli.tuned_as:
+        method = pair.partition("=")[2]
+        missing = [task for task in cli.tasks if method not in tuned.get(task, {})]
+        if missing:
+            raise UsageError(f"--tuned-as {pair!r}: the tuned file has no settings of {method} on {missing[0]}")
 
 
 if __name__ == "__main__":
@@ -168,6 +188,13 @@ if __name__ == "__main__":
         help="one more arm (repeatable), e.g. 'no_reg=ctedd_global.py:--omega-reg 0'",
     )
     parser.add_argument("--tuned", default=None, help="each method's tuned settings per task (benchmark/tuned.json)")
+    parser.add_argument(
+        "--tuned-as",
+        action="append",
+        default=[],
+        metavar="ARM=METHOD",
+        help="an --arm runs METHOD's --tuned settings on each task (its own flags win), e.g. my_ctedd=ctedd_global",
+    )
     parser.add_argument("--workers", type=int, default=2, help="parallel runs; 0 prints the commands only")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--logs-dir", default="benchmark/logs")
@@ -200,7 +227,10 @@ if __name__ == "__main__":
         raise SystemExit("error: --budget must be positive and --workers not negative")
     try:
         workdir(cli.runs_dir)
-        grid = build_grid(cli.tasks, cli.seeds, arms_of(cli), cli.budget, read_tuned(cli.tuned) if cli.tuned else None)
+        arms = arms_of(cli)
+        tuned = read_tuned(cli.tuned) if cli.tuned else None
+        check_tuned_as(cli, tuned or {})
+        grid = build_grid(cli.tasks, cli.seeds, arms, cli.budget, tuned)
     except UsageError as err:
         raise SystemExit(f"error: {err}") from None
     if cli.workers == 0:

@@ -110,6 +110,27 @@ def test_a_bad_arm_is_one_line_of_error(spec, reason, tmp_path):
     assert_one_line_error(result, reason)
 
 
+def test_a_fork_runs_the_tuned_setting_of_the_method_it_copies_and_its_own_flags_win(tmp_path):
+    tuned = {"simple_spread": {"ctedd_global": ["--hidden-dim", "70", "--batch-size", "1588", "--twin-critics"]}}
+    (tmp_path / "tuned.json").write_text(json.dumps({"settings": tuned}))
+    args = ["--tasks", "simple_spread", "--seeds", "1", "--methods", "--workers", "0", "--tuned", "tuned.json"]
+    fork = ["--arm", "mine=ctedd_global.py:--hidden-dim 256 --no-twin-critics", "--arm", "plain=ctedd_global.py"]
+    result = run_module("benchmark.run", *args, *fork, "--tuned-as", "mine=ctedd_global", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    mine, plain = [line.split("--checkpoint-frequency 0", 1)[1].strip() for line in result.stdout.splitlines()]
+    assert mine == "--hidden-dim 256 --no-twin-critics --batch-size 1588"  # the tuned width and critics dropped
+    assert plain == ""  # an arm without --tuned-as, and not in the file under its name, runs the defaults
+    for extra, reason in [
+        (["--tuned-as", "mine=maddpg_k0"], "the tuned file has no settings of maddpg_k0 on simple_spread"),
+        (["--tuned-as", "other=ctedd_global"], "expected ARM=METHOD, ARM an --arm of this grid"),
+        (["--tuned-as", "mine"], "expected ARM=METHOD"),
+    ]:
+        assert_one_line_error(run_module("benchmark.run", *args, *fork, *extra, cwd=tmp_path), reason)
+    untuned = [a for a in args if a not in ("--tuned", "tuned.json")]
+    result = run_module("benchmark.run", *untuned, *fork, "--tuned-as", "mine=ctedd_global", cwd=tmp_path)
+    assert_one_line_error(result, "--tuned-as takes a method's settings from the --tuned file")
+
+
 def test_an_arm_and_its_distillation_run_in_the_grid_and_keep_their_results(fake_scripts):
     (fake_scripts / "scripts" / "my_global.py").write_text(FAKE_SCRIPT)
     arms = [
@@ -525,6 +546,8 @@ def test_the_channel_signal_holds_the_receivers_fixed_then_lets_them_answer(in_t
     row = channel_signal.signal(model, episodes=3)
     assert row["patterns"] == 2 and 0.0 <= row["same_best_pattern"] <= 1.0
     assert row["q_range_receivers_fixed"] >= 0.0 and row["q_range_receivers_responding"] > 0.0
+    missing = run_module("benchmark.analysis.channel_signal", "--results-dir", "nowhere", cwd=in_tmp)
+    assert_one_line_error(missing, "results directory nowhere does not exist")
 
 
 def test_the_message_analysis_reads_saved_policies(in_tmp):

@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import sys
 
 import torch
 
 from benchmark.analysis.messages import TASKS, senders_of_results
 from common.engine import make_envs
 from common.envs import EPISODE_LENGTH
+from common.runs import saved_args
 from common.utils import atomic_write, load_checkpoint
 from maddpg import ACTION_DIM, Args, Critics, LocalPolicies, perturbed_messages
 
@@ -45,6 +48,7 @@ def q_over_patterns(policy: LocalPolicies, critics: Critics, obs, state, actions
     """Q_sender for every bit pattern the sender could send, (2^k, B) twice: with the others' actions as taken
     (receivers fixed) and with the others' forces recomputed from the bits they would hear (receivers responding).
     obs (N, B, W), state (B, S), actions (N, B, 2 + k): forces then bits, as the reinforced channel stores them."""
+    others = [j for j in range(policy.num_agents) if j != sender]
     fixed, responding = [], []
     for pattern in bit_patterns(policy.message_bits):
         sent = actions.clone()
@@ -52,7 +56,6 @@ def q_over_patterns(policy: LocalPolicies, critics: Critics, obs, state, actions
         fixed.append(critics(state, sent)[sender])
         heard = sent[..., ACTION_DIM:]
         answered = sent.clone()
-        others = [j for j in range(policy.num_agents) if j != sender]
         answered[others, :, :ACTION_DIM] = torch.tanh(policy.preactivation(obs, heard))[others]
         responding.append(critics(state, answered)[sender])
     return torch.stack(fixed), torch.stack(responding)
@@ -61,7 +64,7 @@ def q_over_patterns(policy: LocalPolicies, critics: Critics, obs, state, actions
 def signal(path: str, episodes: int) -> dict:
     """The critic's view of one run's bits over `episodes` episodes of its policies with training exploration."""
     checkpoint = load_checkpoint(path)
-    args = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    args = saved_args(checkpoint, Args)
     envs = make_envs(vars(args), episodes)
     policy = LocalPolicies(envs.num_agents, envs.obs_width, args.hidden_dim, args.message_bits, args.message_type)
     policy.load_state_dict(checkpoint["policy"])
@@ -99,11 +102,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--episodes", type=int, default=200, help="episodes per run")
     parser.add_argument("--write", help="a JSON file for the numbers (written atomically)")
     cli = parser.parse_args(argv)
+    if not os.path.isdir(cli.results_dir):
+        sys.exit(f"error: results directory {cli.results_dir} does not exist")
     report = {}
     for task, methods in senders_of_results(cli.results_dir, cli.runs_dir).items():
         for label, (_, models, _) in methods.items():
-            if "reinf." in label:
+            if "reinf." in label and models:
                 report.setdefault(task, {})[label] = {seed: signal(path, cli.episodes) for seed, path in models.items()}
+    if not report:
+        sys.exit(f"error: no run of a reinforced-channel result of {cli.results_dir} under {', '.join(cli.runs_dir)}")
     print("| task | sender | seed | Q range, receivers fixed | Q range, receivers responding | same best pattern |")
     print("|---|---|---|---|---|---|")
     for task in TASKS:
