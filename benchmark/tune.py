@@ -735,8 +735,8 @@ def compare(
     new, old_name = Path(results).name, Path(baseline).name
     v2, tuned = report.load_results(baseline).get(task, {}), report.load_results(results).get(task, {})
     lines = [f"### {task}: {new} against {old_name}, evaluation seeds 1-5", ""]
-    columns = f"{old_name} final | {new} final | {new} IQM [95% CI] | P({new} > {old_name}) [95% CI] | fall from best"
-    columns += " | reached | distance"
+    columns = f"{old_name} final | {new} final | {new} IQM [95% CI] | P({new} > {old_name}) [95% CI]"
+    columns += " | fall from best (largest) | reached | distance"
     lines += [f"| method | {columns} |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
     methods = [m for m in report.METHODS if m in tuned] if every_arm else [m for m in COMPARED if m in tuned]
@@ -766,8 +766,8 @@ def compare(
         else:
             row += "| |"
         lines += [row]
-    for name, share in PAPER_REACH.items():
-        lines += [f"| {name}, their MPE | | | | | | {share:.1%} | |"]
+    if task == "simple_speaker_listener":  # Lowe et al.'s reach rates are speaker-listener's
+        lines += [f"| {name}, their MPE | | | | | | {share:.1%} | |" for name, share in PAPER_REACH.items()]
     if figure:
         curves_figure(task, v2, tuned, references, figure, (old_name, new), methods)
     return "\n".join(lines)

@@ -1073,6 +1073,10 @@ def test_the_tuned_comparison_reads_both_result_trees(tmp_path):
     assert "| MADDPG-0 |" not in table
     every = tune.compare("simple_speaker_listener", None, tmp_path / "new", tmp_path / "old", reps=200, every_arm=True)
     assert "| MADDPG-0 | | -30.0 ± 0.0 (n=1) |" in every and "| MADDPG-3 (diff.) | -29.3" in every
+    assert "Lowe et al. 2017" in every  # their reach rates, speaker-listener's, beside speaker-listener only
+    for root in ("new", "old"):
+        (tmp_path / root / "simple_speaker_listener").rename(tmp_path / root / "simple_push-scripted")
+    assert "Lowe et al." not in tune.compare("simple_push-scripted", None, tmp_path / "new", tmp_path / "old", reps=200)
 
 
 def test_the_goal_table_reports_reach_rate_and_distance_per_arm_over_seeds(tmp_path):
