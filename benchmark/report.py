@@ -26,6 +26,7 @@ import json
 import os
 import sys
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -323,12 +324,24 @@ def verdict(interval, seeds: int = MIN_SEEDS) -> str:
     return "holds" if low > 0.5 else "does not hold" if high < 0.5 else "cannot tell"
 
 
+def budgets(results, tasks, method, seeds) -> list[int]:
+    """Each task's budget in env steps: its runs' last evaluation (tag runs 2M, the others 1M)."""
+    return [max(results[t][method][s]["curve"][-1][0] for s in seeds) for t in tasks]
+
+
 def curves(results, references, tasks, method, seeds) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised learning curves on the evaluation steps all runs share: steps (T,), scores (runs, tasks, T)."""
+    """Normalised learning curves at the evaluations all runs share: progress (T,), the share of each task's budget,
+    and scores (runs, tasks, T). Tasks of different budgets pool at the same share of their own: tag's 2M env steps
+    are not cut at the others' 1M."""
     per_task = [[dict(results[t][method][s]["curve"]) for s in seeds] for t in tasks]
-    steps = sorted(set.intersection(*(set(c) for runs in per_task for c in runs)))
-    scores = [[normalise([c[step] for step in steps], t, references) for c in runs] for runs, t in zip(per_task, tasks)]
-    return np.array(steps), np.stack([np.stack(task_scores) for task_scores in scores], axis=1)
+    budget = budgets(results, tasks, method, seeds)
+    shares = [{Fraction(step, b) for step in c} for runs, b in zip(per_task, budget) for c in runs]
+    progress = sorted(set.intersection(*shares))
+    scores = [
+        [normalise([c[int(share * b)] for share in progress], t, references) for c in runs]
+        for runs, t, b in zip(per_task, tasks, budget)
+    ]
+    return np.array(progress, dtype=float), np.stack([np.stack(task_scores) for task_scores in scores], axis=1)
 
 
 def methods_of(results, tasks) -> list[str]:
@@ -685,7 +698,8 @@ def plot_improvement(results, found: dict, path: str, claims=CLAIMS) -> None:
 
 
 def plot_efficiency(results, references, path: str, reps: int) -> None:
-    """IQM normalised score against env steps, 95% bands, per group: who learns with fewer samples."""
+    """IQM normalised score against env steps (the share of each task's budget where they differ), 95% bands, per
+    group: who learns with fewer samples."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -703,16 +717,25 @@ def plot_efficiency(results, references, path: str, reps: int) -> None:
             ax.text(0.5, 0.5, f"{group}: no seed has results\non all of {', '.join(tasks)}", ha="center", va="center")
             continue
         for m in methods:
-            steps, scores = curves(results, references, tasks, m, seeds)
+            progress, scores = curves(results, references, tasks, m, seeds)
             iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
             point, interval = rly.get_interval_estimates({m: scores}, iqm, reps=reps, random_state=bootstrap_state())
             label, colour, line = style(results, m)
+            budget = budgets(results, tasks, m, seeds)
+            steps = progress * budget[0] if len(set(budget)) == 1 else progress  # else: the share of each budget
             ax.plot(steps, point[m], line, color=colour, label=label, lw=1.6)
             ax.fill_between(steps, interval[m][0], interval[m][1], color=colour, alpha=0.15, lw=0)
         ax.axhline(0, color="gray", ls="--", lw=1)
         ax.axhline(1, color="green", ls=":", lw=1)
         ax.set_title(f"{group}: {len(seeds)} seeds x {len(tasks)} tasks")
-        ax.set_xlabel("env steps")
+        if len(set(budget)) == 1:
+            ax.set_xlabel("env steps")
+        else:
+            by_budget = defaultdict(list)
+            for task, b in zip(tasks, budget):
+                by_budget[b].append(task.removeprefix("simple_"))
+            each = "; ".join(f"{', '.join(names)} {b / 1e6:g}M" for b, names in sorted(by_budget.items()))
+            ax.set_xlabel(f"share of the run's env steps ({each})")
         ax.set_ylabel("IQM normalised score")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")

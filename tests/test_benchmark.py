@@ -366,7 +366,7 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     summary = report.claims_summary(results, claims)
     assert "| CTEDD-G > MADDPG-0, whole curve | ✓ 1.00 [1.00, 1.00] |" in summary
     steps, curves = report.curves(results, references, report.CHANNEL_TASKS, "maddpg_k0", seeds)
-    assert steps.tolist() == [500_000, 1_000_000] and curves.shape == (5, 3, 2)
+    assert steps.tolist() == [0.5, 1.0] and curves.shape == (5, 3, 2)  # the share of the budget, 1M env steps
     assert "| task | CTEDD-0 |\n|---|---|\n" in report.distillation_table(results)  # the distillations with results
     assert "| simple_reference | 0.100 ± 0.000 |" in report.distillation_table(results)
     table = report.final_table(results, references, reps=200)
@@ -376,6 +376,29 @@ def test_report_normalises_aggregates_with_rliable_and_gives_verdicts(tmp_path):
     report.plot_improvement(results, claims, str(tmp_path / "docs" / "improvement.png"))
     report.plot_efficiency(results, references, str(tmp_path / "docs" / "efficiency.png"), reps=50)
     assert all((tmp_path / "docs" / f"{n}.png").stat().st_size > 5000 for n in ("curves", "aggregate", "improvement"))
+
+
+def test_tasks_of_different_budgets_pool_their_whole_curves_at_the_same_share_of_each_budget(tmp_path):
+    """Tag runs 2M env steps, the other controls 1M: pooled, tag's curve is read to its end, not cut at 1M."""
+    results_dir = tmp_path / "results"
+    tasks = list(report.CONTROL_TASKS)
+    references = {t: {"random": -100.0, "full information": 0.0} for t in tasks}
+    results_dir.mkdir()
+    (results_dir / "references.json").write_text(json.dumps({"returns": references}))
+    for task in tasks:
+        budget = 2_000_000 if task == "simple_tag-scripted" else 1_000_000
+        curve = [[budget // 4 * quarter, -100.0 + 25 * quarter] for quarter in range(1, 5)]  # 0.25 ... 1.0
+        for seed in range(1, 6):
+            write_result(results_dir, task, "maddpg_k0", seed, curve, {"message_bits": 0})
+    results, references = report.load_results(results_dir), report.load_references(results_dir)
+    assert report.budgets(results, tasks, "maddpg_k0", [1]) == [
+        2_000_000 if t == "simple_tag-scripted" else 1_000_000 for t in tasks
+    ]
+    progress, scores = report.curves(results, references, tasks, "maddpg_k0", [1, 2, 3, 4, 5])
+    assert progress.tolist() == [0.25, 0.5, 0.75, 1.0] and scores.shape == (5, 3, 4)
+    assert np.allclose(scores, [0.25, 0.5, 0.75, 1.0])  # every task, tag too, ends at its full-information level
+    report.plot_efficiency(results, references, str(tmp_path / "efficiency.png"), reps=20)
+    assert (tmp_path / "efficiency.png").stat().st_size > 5000
 
 
 def test_an_arm_not_predefined_is_reported_under_its_name_with_the_claims_asked_for(tmp_path):
