@@ -716,19 +716,20 @@ def plot_efficiency(results, references, path: str, reps: int) -> None:
             ax.set_axis_off()
             ax.text(0.5, 0.5, f"{group}: no seed has results\non all of {', '.join(tasks)}", ha="center", va="center")
             continue
+        budget = budgets(results, tasks, methods[0], seeds)
+        scale = budget[0] if len(set(budget)) == 1 else 1  # env steps; else the share of each task's budget
         for m in methods:
             progress, scores = curves(results, references, tasks, m, seeds)
             iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
             point, interval = rly.get_interval_estimates({m: scores}, iqm, reps=reps, random_state=bootstrap_state())
             label, colour, line = style(results, m)
-            budget = budgets(results, tasks, m, seeds)
-            steps = progress * budget[0] if len(set(budget)) == 1 else progress  # else: the share of each budget
+            steps = progress * scale
             ax.plot(steps, point[m], line, color=colour, label=label, lw=1.6)
             ax.fill_between(steps, interval[m][0], interval[m][1], color=colour, alpha=0.15, lw=0)
         ax.axhline(0, color="gray", ls="--", lw=1)
         ax.axhline(1, color="green", ls=":", lw=1)
         ax.set_title(f"{group}: {len(seeds)} seeds x {len(tasks)} tasks")
-        if len(set(budget)) == 1:
+        if scale > 1:
             ax.set_xlabel("env steps")
         else:
             by_budget = defaultdict(list)
